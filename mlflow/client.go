@@ -1,0 +1,507 @@
+// Package mlflow is a client for the MLflow model registry and tracking REST API
+// (/api/2.0/mlflow/...), written against the behaviour of a real MLflow 3 server.
+//
+// Every call takes a context and stops when it is cancelled. Transient failures (408,
+// 429, 500, 502, 503, 504 and connection errors) are retried with the Python client's
+// exponential backoff, honouring Retry-After; other errors come back as *Error, which
+// matches ErrNotFound, ErrAlreadyExists, ErrPermissionDenied and ErrUnauthenticated with
+// errors.Is.
+package mlflow
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Defaults of the MLflow Python client (mlflow/environment_variables.py), which
+// modelgate mirrors so that one set of MLFLOW_HTTP_REQUEST_* settings means the same
+// thing to both.
+const (
+	DefaultMaxRetries    = 7
+	DefaultTimeout       = 120 * time.Second
+	DefaultBackoffFactor = 2 * time.Second
+	DefaultBackoffJitter = 1 * time.Second
+	DefaultMaxBackoff    = 120 * time.Second // urllib3's Retry.DEFAULT_BACKOFF_MAX
+)
+
+// maxBody bounds a response body; a search page of 200,000 versions stays well below it.
+const maxBody = 512 << 20
+
+// Observer receives one call per HTTP attempt (retries included). endpoint is a fixed
+// name such as "model-versions/search"; code is the HTTP status or "error" when no
+// response arrived.
+type Observer interface {
+	ObserveMLflowRequest(endpoint, code string, d time.Duration)
+}
+
+// Options configures a Client. Zero durations take the defaults above; MaxRetries is used
+// as given (0 means no retry).
+type Options struct {
+	// TrackingURI is the server's base URL, e.g. https://mlflow.example.com.
+	TrackingURI string
+	// Token is sent as a Bearer token unless Username and Password are both set, in
+	// which case Basic auth is used, as the Python client does.
+	Token    string
+	Username string
+	Password string
+	// InsecureTLS skips certificate verification; ServerCertPath is a CA bundle (PEM);
+	// ClientCertPath is a PEM file holding the client certificate and its key.
+	InsecureTLS    bool
+	ServerCertPath string
+	ClientCertPath string
+
+	MaxRetries    int
+	Timeout       time.Duration // per attempt
+	BackoffFactor time.Duration
+	BackoffJitter time.Duration
+	MaxBackoff    time.Duration
+
+	UserAgent string
+	Logger    *slog.Logger
+	Observer  Observer
+	// Transport replaces the HTTP transport (tests); the TLS options do not apply to it.
+	Transport http.RoundTripper
+}
+
+// Client talks to one MLflow server. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	http      *retryablehttp.Client
+	auth      string // Authorization header value; never logged
+	userAgent string
+	logger    *slog.Logger
+}
+
+// New builds a client. It fails on a malformed URI or unreadable certificate files; it
+// does not contact the server.
+func New(opts Options) (*Client, error) {
+	base, err := ParseTrackingURI(opts.TrackingURI)
+	if err != nil {
+		return nil, err
+	}
+	if opts.InsecureTLS && opts.ServerCertPath != "" {
+		return nil, errors.New("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot both be set: choose one")
+	}
+	if opts.MaxRetries < 0 {
+		return nil, fmt.Errorf("max retries must not be negative, got %d", opts.MaxRetries)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	transport := opts.Transport
+	if transport == nil {
+		t, err := newTransport(opts)
+		if err != nil {
+			return nil, err
+		}
+		transport = t
+	}
+	if opts.Observer != nil {
+		transport = instrumented{next: transport, observer: opts.Observer}
+	}
+	timeout := orDefault(opts.Timeout, DefaultTimeout)
+	b := backoff{
+		factor: orDefault(opts.BackoffFactor, DefaultBackoffFactor),
+		jitter: orDefault(opts.BackoffJitter, DefaultBackoffJitter),
+		max:    orDefault(opts.MaxBackoff, DefaultMaxBackoff),
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: transport, Timeout: timeout},
+		Logger:       retryLogger{logger},
+		RetryMax:     opts.MaxRetries,
+		RetryWaitMax: b.max,
+		CheckRetry:   checkRetry,
+		Backoff:      b.wait,
+		ErrorHandler: giveUp,
+	}
+	c := &Client{base: base, http: rc, userAgent: opts.UserAgent, logger: logger}
+	switch {
+	case opts.Username != "" && opts.Password != "":
+		c.auth = "Basic " + basicAuth(opts.Username, opts.Password)
+	case opts.Token != "":
+		c.auth = "Bearer " + opts.Token
+	}
+	if c.userAgent == "" {
+		c.userAgent = "modelgate"
+	}
+	return c, nil
+}
+
+func basicAuth(user, password string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+}
+
+// TrackingURI returns the server's base URL.
+func (c *Client) TrackingURI() string { return c.base.String() }
+
+// ParseTrackingURI checks an MLFLOW_TRACKING_URI value: an http(s) URL with a host and
+// no credentials, query or fragment. Errors never repeat a password.
+func ParseTrackingURI(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("MLFLOW_TRACKING_URI is required: set it to the MLflow server's URL, e.g. http://127.0.0.1:5000")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("MLFLOW_TRACKING_URI is not a URL: %w", redactURLError(err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("MLFLOW_TRACKING_URI must be an http:// or https:// URL of an MLflow server, got scheme %q (file and database URIs are not supported)", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("MLFLOW_TRACKING_URI has no host: use a URL such as http://127.0.0.1:5000")
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("MLFLOW_TRACKING_URI %s carries credentials: move them to MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("MLFLOW_TRACKING_URI must not have a query or fragment: use the server's base URL")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u, nil
+}
+
+// redactURLError drops the URL (which may hold a password) from a url.Parse error.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func newTransport(opts Options) (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.InsecureTLS {
+		tlsConf.InsecureSkipVerify = true //nolint:gosec // asked for with MLFLOW_TRACKING_INSECURE_TLS
+	}
+	if opts.ServerCertPath != "" {
+		pem, err := os.ReadFile(opts.ServerCertPath)
+		if err != nil {
+			return nil, fmt.Errorf("MLFLOW_TRACKING_SERVER_CERT_PATH: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("MLFLOW_TRACKING_SERVER_CERT_PATH: %s holds no PEM certificate", opts.ServerCertPath)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if opts.ClientCertPath != "" {
+		pem, err := os.ReadFile(opts.ClientCertPath)
+		if err != nil {
+			return nil, fmt.Errorf("MLFLOW_TRACKING_CLIENT_CERT_PATH: %w", err)
+		}
+		cert, err := tls.X509KeyPair(pem, pem)
+		if err != nil {
+			return nil, fmt.Errorf("MLFLOW_TRACKING_CLIENT_CERT_PATH: %s must hold a PEM certificate and its private key: %w", opts.ClientCertPath, err)
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+	}
+	t.TLSClientConfig = tlsConf
+	return t, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// apiPrefix is where every REST endpoint lives. /ajax-api/ serves the same handlers for
+// the UI; clients use /api/.
+const apiPrefix = "/api/2.0/mlflow/"
+
+type endpointKey struct{}
+
+// do calls one endpoint. For GET, in must be url.Values (or nil) and is sent as the query
+// string; for every other method in is encoded as the JSON body (MLflow parses DELETE
+// parameters from the body too). out, when not nil, receives the decoded JSON response.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	name := endpointName(path)
+	u := *c.base
+	u.Path = c.base.Path + apiPrefix + path
+	var body []byte
+	if method == http.MethodGet {
+		if q, ok := in.(url.Values); ok {
+			u.RawQuery = q.Encode()
+		}
+	} else if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("mlflow %s %s: encode request: %w", method, name, err)
+		}
+	}
+	var rawBody any
+	if body != nil {
+		rawBody = body
+	}
+	ctx = context.WithValue(ctx, endpointKey{}, name)
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), rawBody)
+	if err != nil {
+		return fmt.Errorf("mlflow %s %s: %w", method, name, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+
+	// The body is read inside the retry loop, so a response cut off mid-body, or a 2xx
+	// body that is not JSON, counts as a failed attempt and is retried like a 503.
+	var read *http.Response
+	var payload []byte
+	req.SetResponseHandler(func(resp *http.Response) error {
+		b, err := readBody(resp)
+		if err != nil {
+			return fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode/100 == 2 && out != nil && !isJSON(b) {
+			return fmt.Errorf("response is not JSON: %q", clip(string(b)))
+		}
+		read, payload = resp, b
+		return nil
+	})
+
+	resp, err := c.http.Do(req)
+	if resp != nil && resp != read {
+		// The final attempt was a retryable status whose body nobody read yet.
+		payload, _ = readBody(resp)
+	}
+	var g *gaveUp
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("mlflow %s %s: %w", method, name, ctx.Err())
+	case resp != nil && resp.StatusCode/100 != 2:
+		e := decodeError(method, name, resp.StatusCode, resp.Header, payload)
+		if errors.As(err, &g) && g.attempts > 1 {
+			e.Message = fmt.Sprintf("%s (gave up after %d attempts)", e.Message, g.attempts)
+		}
+		return e
+	case err != nil && resp != nil:
+		return fmt.Errorf("mlflow %s %s: bad response: %w", method, name, err)
+	case err != nil:
+		return fmt.Errorf("mlflow %s %s: %w: %w", method, name, ErrUnreachable, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(payload, out); err != nil {
+		return fmt.Errorf("mlflow %s %s: decode response: %w", method, name, err)
+	}
+	return nil
+}
+
+// ErrUnreachable wraps failures where no HTTP response came back in the end:
+// connection refused, DNS, TLS, timeouts, bodies cut off on every attempt.
+var ErrUnreachable = errors.New("MLflow unreachable")
+
+func readBody(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxBody {
+		return nil, fmt.Errorf("response larger than %d bytes", maxBody)
+	}
+	return b, nil
+}
+
+// endpointName turns a path into the fixed endpoint name used in errors and metrics;
+// ids in the path (logged models, webhooks) are replaced so the set stays small.
+func endpointName(path string) string {
+	for _, p := range []string{"logged-models/", "webhooks/"} {
+		rest, ok := strings.CutPrefix(path, p)
+		if !ok || rest == "" || rest == "search" {
+			continue
+		}
+		_, action, found := strings.Cut(rest, "/")
+		if found {
+			return p + "{id}/" + action
+		}
+		return p + "{id}"
+	}
+	return path
+}
+
+// retryableStatus lists the statuses the Python client retries
+// (mlflow/utils/request_utils.py: _TRANSIENT_FAILURE_RESPONSE_CODES).
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// checkRetry decides whether an attempt is retried: never once the context is done;
+// connection and body-read errors yes, except certificate and URL errors that a retry
+// cannot fix; retryable statuses yes, unless Retry-After points past the deadline.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		retry, perm := retryablehttp.ErrorPropagatedRetryPolicy(ctx, nil, err)
+		if !retry {
+			return false, perm
+		}
+		return true, err
+	}
+	if !retryableStatus(resp.StatusCode) {
+		return false, nil
+	}
+	if wait, ok := retryAfter(resp); ok {
+		if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
+			return false, fmt.Errorf("HTTP %d with Retry-After %s, beyond the deadline", resp.StatusCode, wait)
+		}
+	}
+	return true, fmt.Errorf("HTTP %d", resp.StatusCode)
+}
+
+// retryAfter reads Retry-After on the statuses urllib3 honours it for (429, 503).
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return 0, false
+	}
+	h := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if h == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(h, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
+
+// backoff mirrors urllib3's Retry.get_backoff_time as the MLflow Python client
+// configures it: no wait before the first retry, then factor·2^n plus a random jitter,
+// capped at max. A Retry-After header overrides it.
+type backoff struct {
+	factor, jitter, max time.Duration
+}
+
+func (b backoff) wait(_, _ time.Duration, attempt int, resp *http.Response) time.Duration {
+	if d, ok := retryAfter(resp); ok {
+		return d
+	}
+	if attempt == 0 {
+		return 0
+	}
+	d := b.factor << attempt
+	if d <= 0 || d > b.max { // d <= 0: the shift overflowed
+		d = b.max
+	}
+	if b.jitter > 0 {
+		d += rand.N(b.jitter)
+	}
+	return min(d, b.max)
+}
+
+// gaveUp records how many attempts were made before the retry loop stopped.
+type gaveUp struct {
+	attempts int
+	err      error
+}
+
+func (g *gaveUp) Error() string {
+	return fmt.Sprintf("giving up after %d attempt(s): %v", g.attempts, g.err)
+}
+func (g *gaveUp) Unwrap() error { return g.err }
+
+// giveUp keeps the last response (so its error body can be decoded) and counts attempts.
+func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error) {
+	if err == nil {
+		return resp, nil
+	}
+	return resp, &gaveUp{attempts: attempts, err: err}
+}
+
+// instrumented reports every attempt to the Observer.
+type instrumented struct {
+	next     http.RoundTripper
+	observer Observer
+}
+
+func (t instrumented) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	name, _ := req.Context().Value(endpointKey{}).(string)
+	if name == "" {
+		name = "other"
+	}
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+	}
+	t.observer.ObserveMLflowRequest(name, code, time.Since(start))
+	return resp, err
+}
+
+// retryLogger routes go-retryablehttp's messages to slog at debug level (its default
+// logger writes every request to stderr). Failed attempts are warnings.
+type retryLogger struct{ l *slog.Logger }
+
+func (r retryLogger) Error(msg string, kv ...any) {
+	r.l.Warn("mlflow request attempt failed", append([]any{"detail", msg}, kv...)...)
+}
+func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug(msg, kv...) }
+func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug(msg, kv...) }
+func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Warn(msg, kv...) }
+
+// Health asks the server's /health endpoint, once and without retries, whether it is up.
+func (c *Client) Health(ctx context.Context) error {
+	u := *c.base
+	u.Path = c.base.Path + "/health"
+	ctx = context.WithValue(ctx, endpointKey{}, "health")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("mlflow health: %w", err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.http.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("mlflow health: %w: %w", ErrUnreachable, err)
+	}
+	b, err := readBody(resp)
+	if err != nil {
+		return fmt.Errorf("mlflow health: %w: %w", ErrUnreachable, err)
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(bytes.TrimSpace(b), []byte("OK")) {
+		return decodeError(http.MethodGet, "health", resp.StatusCode, resp.Header, b)
+	}
+	return nil
+}
