@@ -1,0 +1,97 @@
+// Command modelgate guards an MLflow model registry: it checks every new model version
+// against a policy, then promotes it, rejects it, or asks a person to review it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/modelgate/modelgate/mlflow"
+)
+
+// Exit codes (PRODUCT.md).
+const (
+	exitOK       = 0
+	exitPolicy   = 1 // policy or validation failure
+	exitUsage    = 2 // usage or configuration error
+	exitUpstream = 3 // MLflow unreachable or refused
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `modelgate guards an MLflow model registry.
+
+Usage:
+  modelgate version    print the version
+
+Configuration comes from the environment (see README.md).
+`
+
+// run is the whole program behind main, with its inputs injected so tests can drive it.
+func run(_ context.Context, args, _ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintf(stdout, "modelgate %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "modelgate: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// buildVersion is the -ldflags version, else the module version `go install` recorded,
+// else the VCS revision, else "dev".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "dev-" + s.Value[:12]
+		}
+	}
+	return "dev"
+}
+
+// exitCode maps an error to the exit codes of PRODUCT.md.
+func exitCode(err error) int {
+	var cfg *ConfigError
+	var me *mlflow.Error
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &cfg):
+		return exitUsage
+	case errors.Is(err, mlflow.ErrUnreachable), errors.As(err, &me):
+		return exitUpstream
+	}
+	return exitPolicy
+}
