@@ -1,0 +1,392 @@
+package rules
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// gateWith loads a one-gate policy whose checks are the given YAML list items.
+func gateWith(t *testing.T, checks string, extra ...string) *Gate {
+	t.Helper()
+	review := "    review:\n      approvers: [alice, bob]\n"
+	if strings.Contains(strings.Join(extra, ""), "review:") {
+		review = ""
+	}
+	src := "gates:\n  - name: g\n    models: [\"*\"]\n    on_missing: review\n" + review +
+		strings.Join(extra, "") + "    checks:\n" + checks
+	p, err := Load("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("policy does not load:\n%s\n%v", src, err)
+	}
+	return p.Gates[0]
+}
+
+func evidence(metrics map[string]float64) *Evidence {
+	return &Evidence{Model: "m", Version: "2", Metrics: metrics}
+}
+
+var (
+	nan  = math.NaN()
+	inf  = math.Inf(1)
+	ninf = math.Inf(-1)
+)
+
+func TestThresholdCheck(t *testing.T) {
+	g := gateWith(t, `
+      - name: acc
+        metric: [accuracy, accuracy_score]
+        min: 0.9
+        max: 0.99
+        on_fail: reject
+`)
+	for _, tc := range []struct {
+		name    string
+		metrics map[string]float64
+		want    Result
+		msg     string
+	}{
+		{"at min (inclusive)", map[string]float64{"accuracy": 0.9}, Pass, "acc ok"},
+		{"at max (inclusive)", map[string]float64{"accuracy": 0.99}, Pass, "acc ok"},
+		{"just below min", map[string]float64{"accuracy": math.Nextafter(0.9, 0)}, Fail, "accuracy 0.8999999999999999 < 0.9"},
+		{"just above max", map[string]float64{"accuracy": math.Nextafter(0.99, 1)}, Fail, "> 0.99"},
+		{"second name used when first absent", map[string]float64{"accuracy_score": 0.95}, Pass, "acc ok"},
+		{"first present wins", map[string]float64{"accuracy": 0.5, "accuracy_score": 0.95}, Fail, "accuracy 0.5 < 0.9"},
+		{"NaN falls through to the next name", map[string]float64{"accuracy": nan, "accuracy_score": 0.95}, Pass, "acc ok"},
+		{"absent", map[string]float64{"auc": 0.9}, Missing, "accuracy missing (accuracy absent, accuracy_score absent)"},
+		{"NaN", map[string]float64{"accuracy": nan}, Missing, "accuracy is NaN"},
+		{"+Inf", map[string]float64{"accuracy": inf}, Missing, "accuracy is +Inf"},
+		{"-Inf", map[string]float64{"accuracy": ninf}, Missing, "accuracy is -Inf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := g.Evaluate(evidence(tc.metrics))
+			r := d.Checks[0]
+			if r.Result != tc.want || !strings.Contains(r.Message, tc.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", r.Result, r.Message, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+func TestGroupCheck(t *testing.T) {
+	g := gateWith(t, `
+      - name: recall-by-group
+        group_metric: 'recall_sex_(.+)'
+        max_gap: 0.05
+        min_ratio: 0.8
+        min_groups: 2
+        on_fail: reject
+`)
+	for _, tc := range []struct {
+		name    string
+		metrics map[string]float64
+		want    Result
+		msg     string
+	}{
+		{"within both bounds", map[string]float64{"recall_sex_female": 0.80, "recall_sex_male": 0.84}, Pass, "ok"},
+		{"gap at the bound", map[string]float64{"recall_sex_female": 0.5, "recall_sex_male": 0.55}, Pass, "ok"},
+		{"gap over", map[string]float64{"recall_sex_female": 0.78, "recall_sex_male": 0.86}, Fail, "gap 0.08 > 0.05 (lowest female 0.78, highest male 0.86)"},
+		{"gap just over shows every digit", map[string]float64{"recall_sex_female": 0.5, "recall_sex_male": 0.5500001}, Fail, "gap 0.05000009999999999 > 0.05"},
+		{"ratio at the bound (0.08/0.1 is 0.7999999999999999)", map[string]float64{"recall_sex_female": 0.08, "recall_sex_male": 0.1}, Pass, "ok"},
+		{"ratio under, gap fine", map[string]float64{"recall_sex_female": 0.03, "recall_sex_male": 0.05}, Fail, "ratio 0.6 < 0.8"},
+		{"equal values", map[string]float64{"recall_sex_female": 0.7, "recall_sex_male": 0.7, "recall_sex_other": 0.7}, Pass, "ok"},
+		{"all zero is parity", map[string]float64{"recall_sex_female": 0, "recall_sex_male": 0}, Pass, "ok"},
+		{"one group only", map[string]float64{"recall_sex_female": 0.8}, Missing, "1 group(s) match"},
+		{"no group", map[string]float64{"recall": 0.8}, Missing, "0 group(s) match"},
+		{"a NaN group", map[string]float64{"recall_sex_female": nan, "recall_sex_male": 0.8}, Missing, "recall_sex_female is NaN"},
+		{"the regex matches whole keys only", map[string]float64{"val_recall_sex_female": 0.1, "recall_sex_female": 0.8, "recall_sex_male": 0.8}, Pass, "ok"},
+		{"negative values make the ratio undefined", map[string]float64{"recall_sex_female": -0.01, "recall_sex_male": 0.01}, Missing, "ratio undefined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := g.Evaluate(evidence(tc.metrics)).Checks[0]
+			if r.Result != tc.want || !strings.Contains(r.Message, tc.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", r.Result, r.Message, tc.want, tc.msg)
+			}
+		})
+	}
+	named := gateWith(t, `
+      - name: by-race
+        group_metric: '(?P<metric>selection_rate)_race_(?P<group>\w+)'
+        min_ratio: 0.8
+`)
+	r := named.Evaluate(evidence(map[string]float64{"selection_rate_race_a": 0.5, "selection_rate_race_b": 0.45})).Checks[0]
+	if r.Result != Pass || r.Values["a"] != 0.5 || r.Values["b"] != 0.45 {
+		t.Fatalf("named group capture: %+v", r)
+	}
+}
+
+func TestBaselineCheckFollowsMetricThreshold(t *testing.T) {
+	champion := BaselineRef{Alias: "champion"}
+	withBaseline := func(cand float64, base *float64) *Evidence {
+		ev := evidence(map[string]float64{"f1": cand})
+		if base != nil {
+			ev.Baselines = map[BaselineRef]Baseline{champion: {Version: "3", Metrics: map[string]float64{"f1": *base}}}
+		}
+		return ev
+	}
+	f := func(v float64) *float64 { return &v }
+	for _, tc := range []struct {
+		name       string
+		check      string
+		cand       float64
+		base       *float64
+		want       Result
+		msgContent string
+	}{
+		{"relative change met", "min_relative_change: 0.1", 0.9, f(0.8), Pass, "ok"},
+		{"relative change missed", "min_relative_change: 0.1", 0.879, f(0.8), Fail, "change +9.875% vs champion v3 < 10%"},
+		// MLflow computes (0.88-0.8)/0.8 = 0.09999999999999995 and fails it; so do we,
+		// and the message shows why instead of a rounded +10%.
+		{"relative change missed by float rounding, as in MLflow", "min_relative_change: 0.1", 0.88, f(0.8), Fail, "change +9.999999999999995% vs"},
+		{"absolute change at the edge", "min_absolute_change: 0.01", 0.91, f(0.9), Pass, "ok"},
+		// 0.1 + 0.2 is 0.30000000000000004 in floats: MLflow fails 0.3.
+		{"absolute change missed by float rounding, as in MLflow", "min_absolute_change: 0.2", 0.3, f(0.1), Fail, "f1 0.3 not >= champion v3 0.1 + 0.2"},
+		{"zero absolute change: equal is enough", "min_absolute_change: 0.0", 0.8, f(0.8), Pass, "ok"},
+		{"zero baseline falls back to 1e-10", "min_relative_change: 0.5", 1e-11, f(0), Fail, "does not improve on"},
+		{"zero baseline beaten", "min_relative_change: 0.5", 1e-9, f(0), Pass, "ok"},
+		{"negative baseline: divide by its magnitude", "min_relative_change: 0.1", -0.8, f(-1), Pass, "ok"},
+		{"negative baseline, worse candidate", "min_relative_change: 0.1", -1.05, f(-1), Fail, "change -5%"},
+		{"no baseline version passes", "min_relative_change: 0.1", 0.5, nil, Pass, "ok (no baseline)"},
+		{"threshold still applies without a baseline", "threshold: 0.6\n        min_relative_change: 0.1", 0.5, nil, Fail, "f1 0.5 not >= 0.6"},
+		{"baseline without the metric is missing", "min_relative_change: 0.1", 0.5, f(nan), Missing, "baseline champion v3 has no usable f1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gateWith(t, `
+      - name: beats
+        metric: f1
+        baseline: champion
+        greater_is_better: true
+        `+tc.check+`
+        on_fail: review
+`)
+			r := g.Evaluate(withBaseline(tc.cand, tc.base)).Checks[0]
+			if r.Result != tc.want || !strings.Contains(r.Message, tc.msgContent) {
+				t.Fatalf("got %s %q, want %s containing %q", r.Result, r.Message, tc.want, tc.msgContent)
+			}
+		})
+	}
+
+	lower := gateWith(t, `
+      - name: lower-loss
+        metric: log_loss
+        baseline: stage:production
+        greater_is_better: false
+        min_relative_change: 0.05
+        min_absolute_change: 0.01
+`)
+	prod := BaselineRef{Stage: "Production"}
+	if got := lower.Baselines(); len(got) != 1 || got[0] != prod {
+		t.Fatalf("Baselines() = %v", got)
+	}
+	for cand, want := range map[float64]Result{0.5: Pass, 0.57: Pass, 0.58: Fail, 0.6: Fail, 0.7: Fail} {
+		ev := &Evidence{Metrics: map[string]float64{"log_loss": cand}, Baselines: map[BaselineRef]Baseline{prod: {Version: "7", Metrics: map[string]float64{"log_loss": 0.6}}}}
+		if r := lower.Evaluate(ev).Checks[0]; r.Result != want {
+			t.Errorf("log_loss %v vs 0.6: %s %q, want %s", cand, r.Result, r.Message, want)
+		}
+	}
+}
+
+func TestTagCheck(t *testing.T) {
+	g := gateWith(t, `
+      - name: scan
+        tag: security_scan
+        equals: passed
+`)
+	for _, tc := range []struct {
+		name         string
+		version, run map[string]string
+		want         Result
+	}{
+		{"version tag", map[string]string{"security_scan": "passed"}, nil, Pass},
+		{"run tag", nil, map[string]string{"security_scan": "passed"}, Pass},
+		{"version tag wins over run tag", map[string]string{"security_scan": "failed"}, map[string]string{"security_scan": "passed"}, Fail},
+		{"wrong value", map[string]string{"security_scan": "Passed"}, nil, Fail},
+		{"absent", map[string]string{"other": "x"}, nil, Missing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := g.Evaluate(&Evidence{VersionTags: tc.version, RunTags: tc.run}).Checks[0]
+			if r.Result != tc.want {
+				t.Fatalf("got %s %q, want %s", r.Result, r.Message, tc.want)
+			}
+		})
+	}
+}
+
+func TestExprCheck(t *testing.T) {
+	g := gateWith(t, `
+      - name: enough-data
+        expr: 'metrics.auc >= 0.8 && double(params.n_rows) >= 10000.0 && tags.team == "risk"'
+        on_fail: review
+`)
+	for _, tc := range []struct {
+		name string
+		ev   *Evidence
+		want Result
+		msg  string
+	}{
+		{"true", &Evidence{Metrics: map[string]float64{"auc": 0.8}, Params: map[string]string{"n_rows": "10000"}, RunTags: map[string]string{"team": "risk"}}, Pass, "ok"},
+		{"false", &Evidence{Metrics: map[string]float64{"auc": 0.79}, Params: map[string]string{"n_rows": "10000"}, RunTags: map[string]string{"team": "risk"}}, Fail, "expression is false"},
+		{"missing key", &Evidence{Metrics: map[string]float64{"auc": 0.9}, RunTags: map[string]string{"team": "risk"}}, Missing, "no such key: n_rows"},
+		{"NaN metric is absent", &Evidence{Metrics: map[string]float64{"auc": nan}, Params: map[string]string{"n_rows": "10000"}, RunTags: map[string]string{"team": "risk"}}, Missing, "no such key: auc"},
+		{"wrong type at run time", &Evidence{Metrics: map[string]float64{"auc": 0.9}, Params: map[string]string{"n_rows": "many"}, RunTags: map[string]string{"team": "risk"}}, Missing, "enough-data:"},
+		{"modelgate tags are not evidence", &Evidence{Metrics: map[string]float64{"auc": 0.9}, Params: map[string]string{"n_rows": "10000"}, VersionTags: map[string]string{"modelgate.team": "risk"}}, Missing, "no such key: team"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := g.Evaluate(tc.ev).Checks[0]
+			if r.Result != tc.want || !strings.Contains(r.Message, tc.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", r.Result, r.Message, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+func TestExprCostLimit(t *testing.T) {
+	g := gateWith(t, `
+      - name: expensive
+        expr: 'metrics.all(k, metrics.all(j, metrics.all(i, metrics[k] + metrics[j] + metrics[i] > -1.0)))'
+`)
+	metrics := map[string]float64{}
+	for i := range 100 {
+		metrics[strings.Repeat("k", i+1)] = 1
+	}
+	r := g.Evaluate(evidence(metrics)).Checks[0]
+	if r.Result != Missing || !strings.Contains(r.Message, "cost") {
+		t.Fatalf("got %s %q, want missing because of the cost limit", r.Result, r.Message)
+	}
+}
+
+func TestDecision(t *testing.T) {
+	const checks = `    checks:
+      - name: floor
+        metric: accuracy
+        min: 0.8
+        on_fail: reject
+      - name: target
+        metric: accuracy
+        min: 0.9
+        on_fail: review
+`
+	const approvers = "    review:\n      approvers: [alice]\n"
+	for _, tc := range []struct {
+		name     string
+		gate     string
+		metrics  map[string]float64
+		outcome  Outcome
+		inReason string
+	}{
+		{"all pass", approvers, map[string]float64{"accuracy": 0.95}, Approved, "every check passed"},
+		{"review check fails", approvers, map[string]float64{"accuracy": 0.85}, PendingReview, "accuracy 0.85 < 0.9"},
+		{"reject check fails", approvers, map[string]float64{"accuracy": 0.7}, Rejected, "accuracy 0.7 < 0.8"},
+		{"reject wins over review", approvers, map[string]float64{"accuracy": 0.5}, Rejected, "accuracy 0.5 < 0.8"},
+		{"missing with on_missing review", approvers, map[string]float64{}, PendingReview, "accuracy missing"},
+		{"missing with on_missing reject", "    on_missing: reject\n" + approvers, map[string]float64{}, Rejected, "accuracy missing"},
+		{"review always", "    review:\n      required: always\n      approvers: [alice]\n", map[string]float64{"accuracy": 0.95}, PendingReview, "review.required: always"},
+		{"review never turns review into reject", "    review:\n      required: never\n", map[string]float64{"accuracy": 0.85}, Rejected, "review.required: never"},
+		{"review never still approves", "    review:\n      required: never\n", map[string]float64{"accuracy": 0.95}, Approved, "every check passed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Load("t.yaml", []byte("gates:\n  - name: g\n    models: [\"m\"]\n"+tc.gate+checks))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := p.Evaluate(&Evidence{Model: "m", Version: "1", Metrics: tc.metrics})
+			if d.Outcome != tc.outcome || !strings.Contains(d.Reason, tc.inReason) {
+				t.Fatalf("outcome %s (%s), want %s containing %q", d.Outcome, d.Reason, tc.outcome, tc.inReason)
+			}
+		})
+	}
+}
+
+func TestGateSelection(t *testing.T) {
+	p, err := Load("t.yaml", []byte(`
+gates:
+  - name: credit-eu
+    models: ["credit-eu-*"]
+    on_missing: reject
+  - name: credit
+    models: ["credit-*", "loans"]
+    on_missing: reject
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for model, want := range map[string]string{"credit-eu-1": "credit-eu", "credit-us": "credit", "loans": "credit", "fraud": ""} {
+		got := ""
+		if g := p.GateFor(model); g != nil {
+			got = g.Name
+		}
+		if got != want {
+			t.Errorf("GateFor(%q) = %q, want %q", model, got, want)
+		}
+	}
+	d := p.Evaluate(&Evidence{Model: "fraud", Version: "1"})
+	if d.Outcome != NotGated || !strings.Contains(d.Reason, "no gate matches") {
+		t.Fatalf("ungated model: %+v", d)
+	}
+}
+
+func TestEvidenceDigest(t *testing.T) {
+	g := gateWith(t, `
+      - name: acc
+        metric: accuracy
+        min: 0.9
+      - name: fair
+        group_metric: 'recall_(.+)'
+        max_gap: 0.1
+      - name: scan
+        tag: scan
+        equals: ok
+`)
+	base := func() *Evidence {
+		return &Evidence{
+			Metrics:     map[string]float64{"accuracy": 0.95, "recall_a": 0.8, "recall_b": 0.85, "unrelated": 1},
+			VersionTags: map[string]string{"scan": "ok", "note": "x"},
+		}
+	}
+	d0 := g.Evaluate(base()).EvidenceDigest
+	for i := range 20 { // map order must not matter
+		if d := g.Evaluate(base()).EvidenceDigest; d != d0 {
+			t.Fatalf("run %d: digest %s != %s", i, d, d0)
+		}
+	}
+	same := base()
+	same.Metrics["unrelated"] = 2
+	same.VersionTags["note"] = "y"
+	same.VersionTags["modelgate.approve.alice"] = "lgtm"
+	if d := g.Evaluate(same).EvidenceDigest; d != d0 {
+		t.Errorf("evidence no check reads changed the digest")
+	}
+	for name, change := range map[string]func(*Evidence){
+		"metric":       func(e *Evidence) { e.Metrics["accuracy"] = 0.96 },
+		"group metric": func(e *Evidence) { e.Metrics["recall_c"] = 0.8 },
+		"tag":          func(e *Evidence) { e.VersionTags["scan"] = "failed" },
+	} {
+		ev := base()
+		change(ev)
+		if d := g.Evaluate(ev).EvidenceDigest; d == d0 {
+			t.Errorf("changing the %s kept the digest", name)
+		}
+	}
+	if !strings.HasPrefix(d0, "sha256:") || len(d0) != len("sha256:")+16 {
+		t.Errorf("digest %q", d0)
+	}
+}
+
+func TestPolicyDigest(t *testing.T) {
+	load := func(src string) *Policy {
+		p, err := Load("t.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const a = "gates:\n  - name: g\n    models: [m]\n    on_missing: reject\n    checks:\n      - {name: c, metric: x, min: 0.5}\n"
+	const aReformatted = "# comment\ngates:\n- models: [\"m\"]\n  name: g\n  on_missing: reject\n  checks: [{min: 0.50, name: c, metric: x}]\n"
+	const b = "gates:\n  - name: g\n    models: [m]\n    on_missing: reject\n    checks:\n      - {name: c, metric: x, min: 0.6}\n"
+	if load(a).Gates[0].Digest() != load(aReformatted).Gates[0].Digest() || load(a).Digest() != load(aReformatted).Digest() {
+		t.Error("the same policy written differently has another digest")
+	}
+	if load(a).Gates[0].Digest() == load(b).Gates[0].Digest() {
+		t.Error("changing a bound kept the gate digest")
+	}
+}

@@ -1,0 +1,227 @@
+// Package rules is modelgate's policy engine: the policy file, the checks, the decision
+// and the report. It is pure: it reads no files, makes no requests and never looks at the
+// clock (time is passed in), so every rule can be tested at its edges.
+//
+// The flow is: Load a Policy; pick the Gate for a model (Policy.GateFor); Evaluate the
+// version's Evidence to a Decision; for a version under review, Tally the vote tags; and
+// render the Decision as a one-line Summary, a Markdown report and JSON.
+package rules
+
+import (
+	"path"
+	"regexp"
+	"slices"
+	"time"
+
+	"cel.dev/cel-go/cel"
+)
+
+// Action is what a failed check (or missing evidence) does to a version.
+type Action string
+
+// Actions.
+const (
+	Reject Action = "reject"
+	Review Action = "review"
+)
+
+// Kind names a kind of check.
+type Kind string
+
+// Check kinds.
+const (
+	KindThreshold Kind = "threshold" // metric within [min, max]
+	KindGroup     Kind = "group"     // per-group metrics: gap and ratio between groups
+	KindBaseline  Kind = "baseline"  // metric compared with a baseline version (MLflow MetricThreshold)
+	KindTag       Kind = "tag"       // a tag equals a value
+	KindExpr      Kind = "expr"      // a CEL expression
+)
+
+// Check is one check of a gate. Which fields apply depends on Kind.
+type Check struct {
+	Name   string
+	Kind   Kind
+	OnFail Action
+
+	// Metrics are the candidate names of the metric (threshold and baseline checks): the
+	// first one with a finite value is used.
+	Metrics []string
+	// Min and Max are inclusive bounds (threshold checks).
+	Min, Max *float64
+
+	// Group checks: GroupPattern matches whole metric keys; its first capture group (or
+	// the one named "group") names the group.
+	GroupPattern *regexp.Regexp
+	MaxGap       *float64 // max - min across groups
+	MinRatio     *float64 // min / max across groups
+	MinGroups    int
+
+	// Baseline checks, with MLflow's MetricThreshold arithmetic.
+	Baseline          BaselineRef
+	GreaterIsBetter   bool
+	Threshold         *float64
+	MinAbsoluteChange *float64
+	MinRelativeChange *float64
+
+	// Tag checks: the model version's tag Tag (else the run's) must equal Equals.
+	Tag    string
+	Equals string
+
+	// Expression checks.
+	Expr    string
+	program cel.Program
+
+	bound, ok string // see prepare
+}
+
+// BaselineRef names the version a baseline check compares with: an alias of the
+// registered model, or the newest version in a stage.
+type BaselineRef struct {
+	Alias string
+	Stage string // canonical: Staging or Production
+}
+
+// String renders the ref as written in the policy: "champion" or "stage:Production".
+func (b BaselineRef) String() string {
+	if b.Stage != "" {
+		return "stage:" + b.Stage
+	}
+	return b.Alias
+}
+
+// IsZero reports whether no baseline is set.
+func (b BaselineRef) IsZero() bool { return b.Alias == "" && b.Stage == "" }
+
+// ReviewRequirement says when a version needs a person.
+type ReviewRequirement string
+
+// Review requirements.
+const (
+	ReviewOnFailure ReviewRequirement = "on_failure" // when a review check fails or evidence is missing
+	ReviewAlways    ReviewRequirement = "always"     // every version that passes the reject checks
+	ReviewNever     ReviewRequirement = "never"      // what would go to review is rejected
+)
+
+// ReviewPolicy is who may vote and how many votes a version needs.
+type ReviewPolicy struct {
+	Required     ReviewRequirement
+	Approvers    []string
+	MinApprovals int
+	ExpiresAfter time.Duration // 0: never
+}
+
+// Promotion is where an approved version goes: an alias, or a stage.
+type Promotion struct {
+	Alias           string
+	Stage           string // canonical: Staging or Production
+	ArchiveExisting bool
+}
+
+// Target renders the promotion as the modelgate.promoted_to tag does:
+// "alias:champion", "stage:Production", or "" when the gate promotes nothing.
+func (p Promotion) Target() string {
+	switch {
+	case p.Alias != "":
+		return "alias:" + p.Alias
+	case p.Stage != "":
+		return "stage:" + p.Stage
+	}
+	return ""
+}
+
+// Gate is the policy for the models its globs match.
+type Gate struct {
+	Name      string
+	Models    []string // globs (path.Match syntax) on the registered model name
+	OnMissing Action
+	Checks    []Check
+	Review    ReviewPolicy
+	Promote   Promotion
+	digest    string
+}
+
+// Matches reports whether the gate's globs match a registered model name.
+func (g *Gate) Matches(model string) bool {
+	for _, glob := range g.Models {
+		if ok, _ := path.Match(glob, model); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Digest identifies the gate's definition: the same for the same content, different
+// when anything that affects a decision changes. It is what modelgate.policy_digest holds.
+func (g *Gate) Digest() string { return g.digest }
+
+// Baselines lists the distinct baseline versions the gate's checks compare with.
+func (g *Gate) Baselines() []BaselineRef {
+	var out []BaselineRef
+	for _, c := range g.Checks {
+		if c.Kind == KindBaseline && !slices.Contains(out, c.Baseline) {
+			out = append(out, c.Baseline)
+		}
+	}
+	return out
+}
+
+// CanRequestReview reports whether some version could end up waiting for a person.
+func (g *Gate) CanRequestReview() bool {
+	switch g.Review.Required {
+	case ReviewNever:
+		return false
+	case ReviewAlways:
+		return true
+	}
+	if g.OnMissing == Review && len(g.Checks) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(g.Checks, func(c Check) bool { return c.OnFail == Review })
+}
+
+// Event is something a notification can be sent for.
+type Event string
+
+// Events.
+const (
+	EventReviewRequested Event = "review_requested"
+	EventRejected        Event = "rejected"
+	EventPromoted        Event = "promoted"
+	EventRolledBack      Event = "rolled_back"
+	EventExpired         Event = "expired"
+)
+
+// allEvents lists every event, in the order they are documented.
+var allEvents = []Event{EventReviewRequested, EventRejected, EventPromoted, EventRolledBack, EventExpired}
+
+// Notification is a webhook to call on events; its URL is read from the environment
+// variable URLEnv, never from the policy file.
+type Notification struct {
+	URLEnv string
+	Format string // slack or json
+	Events []Event
+}
+
+// Wants reports whether the notification is sent for an event.
+func (n Notification) Wants(e Event) bool { return slices.Contains(n.Events, e) }
+
+// Policy is a loaded, validated policy file.
+type Policy struct {
+	Gates         []*Gate
+	Notifications []Notification
+	digest        string
+}
+
+// GateFor returns the first gate whose globs match the model, or nil: the model is not
+// gated.
+func (p *Policy) GateFor(model string) *Gate {
+	for _, g := range p.Gates {
+		if g.Matches(model) {
+			return g
+		}
+	}
+	return nil
+}
+
+// Digest identifies the whole policy (gates and notifications).
+func (p *Policy) Digest() string { return p.digest }
