@@ -34,7 +34,7 @@ func productEvidence() *Evidence {
 		},
 		Params:      map[string]string{"n_rows": "25000"},
 		VersionTags: map[string]string{"security_scan": "passed"},
-		Baselines: map[BaselineRef]Baseline{{Alias: "champion"}: {Version: "6", Metrics: map[string]float64{"f1_score": 0.85}}},
+		Baselines:   map[BaselineRef]Baseline{{Alias: "champion"}: {Version: "6", Metrics: map[string]float64{"f1_score": 0.85}}},
 	}
 }
 
