@@ -94,6 +94,13 @@ func createVersions(t *testing.T, c *mlflow.Client, name string, n int) []mlflow
 	return out
 }
 
+func TestServerIsThePinnedRelease(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	if os.Getenv("MODELGATE_MLFLOW") == "" && srv.Version != mlflowtest.MLflowVersion {
+		t.Fatalf("MLflow server %q, want %s (rerun scripts/install-mlflow.sh)", srv.Version, mlflowtest.MLflowVersion)
+	}
+}
+
 func TestHealth(t *testing.T) {
 	srv := mlflowServer.Get(t)
 	c := newClient(t, srv, mlflow.Options{})

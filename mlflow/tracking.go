@@ -122,3 +122,16 @@ func (c *Client) CreateLoggedModel(ctx context.Context, experimentID, name, sour
 	}
 	return out.Model, nil
 }
+
+// GetExperimentByName returns the id of the experiment with that name.
+func (c *Client) GetExperimentByName(ctx context.Context, name string) (string, error) {
+	var out struct {
+		Experiment struct {
+			ExperimentID string `json:"experiment_id"`
+		} `json:"experiment"`
+	}
+	if err := c.do(ctx, http.MethodGet, "experiments/get-by-name", url.Values{"experiment_name": {name}}, &out); err != nil {
+		return "", err
+	}
+	return out.Experiment.ExperimentID, nil
+}

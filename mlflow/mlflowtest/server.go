@@ -28,8 +28,8 @@ import (
 	"time"
 )
 
-// Version is the MLflow release the tests pin.
-const Version = "3.18.0"
+// MLflowVersion is the MLflow release the tests pin (scripts/install-mlflow.sh).
+const MLflowVersion = "3.18.0"
 
 // ErrNotInstalled means no mlflow executable was found.
 var ErrNotInstalled = errors.New("MLflow is not installed: run scripts/install-mlflow.sh (or set MODELGATE_MLFLOW to an mlflow executable)")
@@ -57,9 +57,10 @@ const (
 
 // Server is a running MLflow server.
 type Server struct {
-	URL  string // http://127.0.0.1:PORT
-	Dir  string // store, artifacts and server.log
-	Port int
+	URL     string // http://127.0.0.1:PORT
+	Dir     string // store, artifacts and server.log
+	Port    int
+	Version string // what the server's /version answered
 
 	opts   Options
 	cmd    *exec.Cmd
@@ -179,6 +180,14 @@ func (s *Server) start(ctx context.Context) error {
 		s.Stop()
 		return fmt.Errorf("mlflow server on port %d: %w\n%s", s.Port, err, s.LogTail(40))
 	}
+	resp, err := http.Get(s.URL + "/version")
+	if err != nil {
+		s.Stop()
+		return fmt.Errorf("mlflow server version: %w", err)
+	}
+	defer resp.Body.Close()
+	v, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	s.Version = strings.TrimSpace(string(v))
 	return nil
 }
 
