@@ -288,7 +288,7 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 	}
 	if len(groups) < c.MinGroups {
 		r.Result = Missing
-		r.Message = fmt.Sprintf("%s: %d group(s) match %s, %d needed", c.Name, len(groups), c.GroupPattern.String(), c.MinGroups)
+		r.Message = fmt.Sprintf("%s: %d group(s) match %s, %d needed", c.Name, len(groups), c.GroupMetric, c.MinGroups)
 		if len(groups) == 0 {
 			r.Observed = "no matching metric"
 		}

@@ -733,7 +733,7 @@ func (l *loader) groupCheck(c *Check, label string, n *yaml.Node, keys map[strin
 		case re.NumSubexp() == 0:
 			l.errorf(keys["group_metric"], "%s: group_metric %q has no capture group: wrap the part that names the group in parentheses, e.g. recall_sex_(.+)", label, s)
 		default:
-			c.GroupPattern = re
+			c.GroupPattern, c.GroupMetric = re, s
 		}
 	}
 	if v := keys["max_gap"]; v != nil {

@@ -8,9 +8,11 @@
 package rules
 
 import (
+	"fmt"
 	"path"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -52,6 +54,7 @@ type Check struct {
 	// Group checks: GroupPattern matches whole metric keys; its first capture group (or
 	// the one named "group") names the group.
 	GroupPattern *regexp.Regexp
+	GroupMetric  string   // the pattern as written
 	MaxGap       *float64 // max - min across groups
 	MinRatio     *float64 // min / max across groups
 	MinGroups    int
@@ -225,3 +228,69 @@ func (p *Policy) GateFor(model string) *Gate {
 
 // Digest identifies the whole policy (gates and notifications).
 func (p *Policy) Digest() string { return p.digest }
+
+// Describe summarises the policy for `modelgate check`: each gate with what it matches,
+// checks, reviews and promotes, with the digests.
+func (p *Policy) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d gate(s), %d notification(s); policy %s\n", len(p.Gates), len(p.Notifications), p.digest)
+	for _, g := range p.Gates {
+		fmt.Fprintf(&b, "\ngate %s (%s)\n  models: %s\n", g.Name, g.digest, strings.Join(g.Models, ", "))
+		for _, c := range g.Checks {
+			fmt.Fprintf(&b, "  check %s: %s %s %s, on_fail %s\n", c.Name, c.Kind, c.subject(), c.bound, c.OnFail)
+		}
+		fmt.Fprintf(&b, "  missing evidence: %s\n", g.OnMissing)
+		switch {
+		case g.Review.Required == ReviewNever:
+			b.WriteString("  review: never (what would need review is rejected)\n")
+		case len(g.Review.Approvers) > 0:
+			fmt.Fprintf(&b, "  review: %s, %d approval(s) from %s", g.Review.Required, g.Review.MinApprovals, strings.Join(g.Review.Approvers, ", "))
+			if g.Review.ExpiresAfter > 0 {
+				fmt.Fprintf(&b, ", expires after %s", fmtDuration(g.Review.ExpiresAfter))
+			}
+			b.WriteString("\n")
+		}
+		if t := g.Promote.Target(); t != "" {
+			fmt.Fprintf(&b, "  promote: %s", t)
+			if g.Promote.ArchiveExisting {
+				b.WriteString(" (archiving the versions there)")
+			}
+			b.WriteString("\n")
+		} else {
+			b.WriteString("  promote: nothing (approved versions are tagged approved)\n")
+		}
+	}
+	for _, n := range p.Notifications {
+		fmt.Fprintf(&b, "\nnotify %s (url from $%s) on %s\n", n.Format, n.URLEnv, joinEvents(n.Events))
+	}
+	return b.String()
+}
+
+// subject names what a check reads.
+func (c *Check) subject() string {
+	switch c.Kind {
+	case KindThreshold:
+		return strings.Join(c.Metrics, "|")
+	case KindBaseline:
+		return strings.Join(c.Metrics, "|") + " vs " + c.Baseline.String()
+	case KindGroup:
+		return c.GroupMetric
+	case KindTag:
+		return c.Tag
+	case KindExpr:
+		return clipText(c.Expr, 60)
+	}
+	return ""
+}
+
+// fmtDuration writes 72h rather than 72h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

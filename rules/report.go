@@ -216,3 +216,61 @@ func cell(s string) string {
 	}
 	return md(s)
 }
+
+// Text renders the report for a terminal: the outcome, why, and an aligned table.
+func (r Report) Text() string {
+	var b strings.Builder
+	if r.Gate == "" {
+		fmt.Fprintf(&b, "%s version %s: %s\n  %s\n", r.Model, r.Version, r.Outcome, r.Reason)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%s version %s: %s (gate %s)\n", r.Model, r.Version, r.Outcome, r.Gate)
+	fmt.Fprintf(&b, "  %s\n", r.Reason)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "  %s\n", n)
+	}
+	if len(r.Checks) > 0 {
+		b.WriteString("\n")
+		rows := [][]string{{"CHECK", "KIND", "OBSERVED", "BOUND", "RESULT"}}
+		for _, c := range r.Checks {
+			res := string(c.Result)
+			if c.Result != Pass {
+				res += " → " + string(c.Action)
+			}
+			rows = append(rows, []string{c.Name, string(c.Kind), clipText(c.Observed, 60), c.Bound, res})
+		}
+		writeColumns(&b, rows)
+	}
+	if t := r.Review; t != nil {
+		fmt.Fprintf(&b, "\nreview: %s, %d of %d approval(s)", t.Outcome, len(t.Approvals), t.Needed)
+		if t.Rejection != nil {
+			fmt.Fprintf(&b, "; rejected by %s: %s", t.Rejection.Name, t.Rejection.Comment)
+		}
+		for _, iv := range t.Ignored {
+			fmt.Fprintf(&b, "\n  ignored %s: %s", iv.Key, iv.Reason)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\nevidence %s, gate %s\n", r.EvidenceDigest, r.PolicyDigest)
+	return b.String()
+}
+
+// writeColumns aligns rows on rune width (tabwriter counts bytes, which misaligns ≥).
+func writeColumns(b *strings.Builder, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, row := range rows {
+		b.WriteString("  ")
+		for i, c := range row {
+			b.WriteString(c)
+			if i < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteString("\n")
+	}
+}

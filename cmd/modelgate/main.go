@@ -37,18 +37,24 @@ func main() {
 const usage = `modelgate guards an MLflow model registry.
 
 Usage:
-  modelgate version    print the version
+  modelgate check [-f FILE]                    validate a policy file
+  modelgate evaluate MODEL VERSION [--json]    evaluate one version; changes nothing
+  modelgate version                            print the version
 
 Configuration comes from the environment (see README.md).
 `
 
 // run is the whole program behind main, with its inputs injected so tests can drive it.
-func run(_ context.Context, args, _ []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	switch args[0] {
+	case "check":
+		return runCheck(args[1:], environ, stdout, stderr)
+	case "evaluate":
+		return runEvaluate(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "modelgate %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/mlflow/mlflowtest"
+)
+
+var mlflowServer = mlflowtest.NewShared(mlflowtest.Options{})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mlflowServer.Close()
+	os.Exit(code)
+}
+
+// goodCredit passes every check of examples/modelgate.yaml's credit-risk gate.
+func goodCredit(model string) mlflowtest.Version {
+	return mlflowtest.Version{
+		Model: model,
+		Metrics: map[string]float64{"accuracy": 0.95, "demographic_parity_difference": 0.03,
+			"recall_sex_female": 0.82, "recall_sex_male": 0.85, "f1_score": 0.90, "auc": 0.91},
+		Params:  map[string]string{"n_rows": "50000"},
+		RunTags: map[string]string{"security_scan": "passed"},
+	}
+}
+
+type evalJSON struct {
+	Model, Version, Gate, Outcome, Reason string
+	Checks                                []struct {
+		Name, Result, Message, Observed string
+	}
+}
+
+func evaluateJSON(t *testing.T, env []string, model, version string) evalJSON {
+	t.Helper()
+	code, out, errOut := runCmd(t, env, "evaluate", model, version, "--json", "-f", "../../examples/modelgate.yaml")
+	if code != exitOK {
+		t.Fatalf("evaluate %s %s: exit %d\n%s%s", model, version, code, out, errOut)
+	}
+	var r evalJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	return r
+}
+
+func check(r evalJSON, name string) (result, message string) {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c.Result, c.Message
+		}
+	}
+	return "", ""
+}
+
+func TestEvaluateAgainstMLflow(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := srv.Client(t, mlflow.Options{})
+	env := []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MODELGATE_LOG_LEVEL=error"}
+
+	// Version 1 from a run: everything passes; no champion yet.
+	v1, err := mlflowtest.CreateVersion(ctx, c, goodCredit("credit-eval"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := evaluateJSON(t, env, "credit-eval", v1.Version)
+	if r.Outcome != "approved" || r.Gate != "credit-risk" {
+		t.Fatalf("v1: %+v", r)
+	}
+	if res, msg := check(r, "beats-champion"); res != "pass" || !strings.Contains(msg, "no baseline") {
+		t.Fatalf("beats-champion without a champion: %s %q", res, msg)
+	}
+
+	// Version 2, MLflow 3 style (logged model, no run), compared with the champion v1.
+	if err := c.SetAlias(ctx, "credit-eval", "champion", v1.Version); err != nil {
+		t.Fatal(err)
+	}
+	spec := goodCredit("credit-eval")
+	spec.LoggedModel = true
+	spec.Metrics["f1_score"] = 0.905 // +0.6%: less than the 1% beats-champion asks
+	spec.VersionTags = map[string]string{"security_scan": "passed"}
+	v2, err := mlflowtest.CreateVersion(ctx, c, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2.RunID != "" {
+		t.Fatalf("v2 has run_id %q, want none", v2.RunID)
+	}
+	r = evaluateJSON(t, env, "credit-eval", v2.Version)
+	if r.Outcome != "pending_review" {
+		t.Fatalf("v2: %+v", r)
+	}
+	if res, msg := check(r, "beats-champion"); res != "fail" || !strings.Contains(msg, "vs champion v1") {
+		t.Fatalf("beats-champion: %s %q", res, msg)
+	}
+	if res, _ := check(r, "enough-data"); res != "pass" {
+		t.Fatalf("enough-data reads the logged model's params: %s", res)
+	}
+
+	// Nothing was written.
+	after, err := c.GetModelVersion(ctx, "credit-eval", v2.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range after.Tags {
+		if strings.HasPrefix(k, "modelgate.") {
+			t.Fatalf("evaluate wrote tag %s", k)
+		}
+	}
+
+	// Text output.
+	code, out, _ := runCmd(t, env, "evaluate", "-f", "../../examples/modelgate.yaml", "credit-eval", v2.Version)
+	if code != exitOK || !strings.Contains(out, "credit-eval version 2: pending_review (gate credit-risk)") || !strings.Contains(out, "beats-champion") {
+		t.Fatalf("text output, exit %d:\n%s", code, out)
+	}
+}
+
+func TestEvaluateErrors(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	env := []string{"MLFLOW_TRACKING_URI=" + srv.URL}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		text string
+	}{
+		{"missing version", env, []string{"credit-nope", "1"}, exitUsage, "not found"},
+		{"not a version", env, []string{"credit-nope", "latest"}, exitUsage, "not a version number"},
+		{"no tracking uri", nil, []string{"credit-nope", "1"}, exitUsage, "MLFLOW_TRACKING_URI"},
+		{"server down", []string{"MLFLOW_TRACKING_URI=http://127.0.0.1:1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0"}, []string{"credit-x", "1"}, exitUpstream, "MLflow unreachable"},
+		{"broken policy", env, []string{"credit-x", "1", "-f", "../../examples/broken/bounds.yaml"}, exitPolicy, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"evaluate"}, tc.args...)
+			if !strings.Contains(strings.Join(tc.args, " "), "-f") {
+				args = append(args, "-f", "../../examples/modelgate.yaml")
+			}
+			code, out, errOut := runCmd(t, tc.env, args...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.text) {
+				t.Fatalf("exit %d, output %q %q; want %d mentioning %q", code, out, errOut, tc.code, tc.text)
+			}
+		})
+	}
+}

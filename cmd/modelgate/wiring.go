@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/rules"
+)
+
+// newLogger builds the process logger from MODELGATE_LOG_LEVEL and MODELGATE_LOG_FORMAT.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// newClient builds the MLflow client from the MLFLOW_* settings.
+func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer) (*mlflow.Client, error) {
+	return mlflow.New(mlflow.Options{
+		TrackingURI:    cfg.TrackingURI,
+		Token:          cfg.TrackingToken.Reveal(),
+		Username:       cfg.TrackingUsername,
+		Password:       cfg.TrackingPassword.Reveal(),
+		InsecureTLS:    cfg.InsecureTLS,
+		ServerCertPath: cfg.ServerCertPath,
+		ClientCertPath: cfg.ClientCertPath,
+		MaxRetries:     cfg.MaxRetries,
+		Timeout:        cfg.RequestTimeout.Duration(),
+		BackoffFactor:  cfg.BackoffFactor.Duration(),
+		BackoffJitter:  cfg.BackoffJitter.Duration(),
+		UserAgent:      "modelgate/" + buildVersion(),
+		Logger:         logger,
+		Observer:       observer,
+	})
+}
+
+// errPolicyUnreadable wraps a policy file that cannot be read: a configuration error
+// (exit 2), where a file that reads but does not validate is a policy error (exit 1).
+var errPolicyUnreadable = errors.New("policy file unreadable")
+
+// loadPolicy reads and validates the policy file.
+func loadPolicy(path string) (*rules.Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, fs.ErrNotExist) {
+			hint = ": set MODELGATE_POLICY (or -f) to the policy file's path"
+		}
+		return nil, fmt.Errorf("%w: %w%s", errPolicyUnreadable, err, hint)
+	}
+	return rules.Load(path, data)
+}
+
+// printPolicyError writes policy problems one per line (FILE:LINE:COL: message) to
+// stdout, or any other error to stderr, and returns the exit code for it.
+func printPolicyError(stdout, stderr io.Writer, err error) int {
+	var problems rules.Problems
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			fmt.Fprintln(stdout, p)
+		}
+		return exitPolicy
+	}
+	fmt.Fprintf(stderr, "modelgate: %v\n", err)
+	if errors.Is(err, errPolicyUnreadable) {
+		return exitUsage
+	}
+	return exitPolicy
+}
