@@ -1,0 +1,188 @@
+package transitions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/modelgate/modelgate/mlflow"
+)
+
+var errKilled = errors.New("killed")
+
+// killAfter is a Writer that lets n writes through and then fails every write, as if the
+// process had been killed at that point: nothing after the n-th write reaches MLflow.
+type killAfter struct {
+	w  Writer
+	mu sync.Mutex
+	n  int
+}
+
+func (k *killAfter) allow() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.n <= 0 {
+		return errKilled
+	}
+	k.n--
+	return nil
+}
+
+func (k *killAfter) SetModelVersionTag(ctx context.Context, name, version, key, value string) error {
+	if err := k.allow(); err != nil {
+		return err
+	}
+	return k.w.SetModelVersionTag(ctx, name, version, key, value)
+}
+
+func (k *killAfter) DeleteModelVersionTag(ctx context.Context, name, version, key string) error {
+	if err := k.allow(); err != nil {
+		return err
+	}
+	return k.w.DeleteModelVersionTag(ctx, name, version, key)
+}
+
+func (k *killAfter) UpdateModelVersionDescription(ctx context.Context, name, version, description string) (mlflow.ModelVersion, error) {
+	if err := k.allow(); err != nil {
+		return mlflow.ModelVersion{}, err
+	}
+	return k.w.UpdateModelVersionDescription(ctx, name, version, description)
+}
+
+func (k *killAfter) SetAlias(ctx context.Context, name, alias, version string) error {
+	if err := k.allow(); err != nil {
+		return err
+	}
+	return k.w.SetAlias(ctx, name, alias, version)
+}
+
+func (k *killAfter) DeleteAlias(ctx context.Context, name, alias string) error {
+	if err := k.allow(); err != nil {
+		return err
+	}
+	return k.w.DeleteAlias(ctx, name, alias)
+}
+
+func (k *killAfter) TransitionStage(ctx context.Context, name, version, stage string, archive bool) (mlflow.ModelVersion, error) {
+	if err := k.allow(); err != nil {
+		return mlflow.ModelVersion{}, err
+	}
+	return k.w.TransitionStage(ctx, name, version, stage, archive)
+}
+
+// crashScenario prepares a model (setup), then does the step that the reconciler is
+// killed in the middle of.
+type crashScenario struct {
+	name   string
+	policy string
+	setup  func(f *fixture) // run without interruption
+	step   func(f *fixture) // what happens before the interrupted pass
+}
+
+// TestKillAndRestartAtEachWrite interrupts the reconciler after each write of a pass in
+// turn, restarts a fresh one, and requires the registry to end exactly as after an
+// uninterrupted pass: same tags, same description (one report section), same aliases and
+// stages, and one notification for the step.
+func TestKillAndRestartAtEachWrite(t *testing.T) {
+	scenarios := []crashScenario{
+		{"auto-promotion over a champion", basePolicy,
+			func(f *fixture) { f.create(good(f.model)); f.pass() },
+			func(f *fixture) { f.create(good(f.model)) }},
+		{"approval by a reviewer", basePolicy,
+			func(f *fixture) { f.create(good(f.model)); f.pass(); f.create(borderline(f.model)); f.pass() },
+			func(f *fixture) { f.tag("2", "modelgate.approve.alice", "ok") }},
+		{"rollback", basePolicy,
+			func(f *fixture) { f.create(good(f.model)); f.pass(); f.create(good(f.model)); f.pass() },
+			func(f *fixture) { f.tag("2", TagRollback, "bad latency") }},
+		{"votes set aside when evidence changes", basePolicy,
+			func(f *fixture) { f.create(borderline(f.model)); f.pass(); f.tag("1", "modelgate.approve.mallory", "x") },
+			func(f *fixture) {
+				mv := f.get("1")
+				if err := f.client.LogBatch(f.ctx, mv.RunID, []mlflow.Metric{{Key: "accuracy", Value: 0.95, Timestamp: 9e12, Step: 9}}, nil, nil); err != nil {
+					f.t.Fatal(err)
+				}
+				f.tag("1", "modelgate.approve.bob", "yes")
+			}},
+		{"stage promotion", strings.Replace(basePolicy, "alias: champion", "stage: Production\n      archive_existing: true", 1),
+			func(f *fixture) { f.create(good(f.model)); f.pass() },
+			func(f *fixture) { f.create(good(f.model)) }},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			// The uninterrupted run, counting its writes.
+			ref := newFixture(t, sc.policy)
+			sc.setup(ref)
+			sc.step(ref)
+			notesBefore := len(ref.notes.events())
+			counter := &killAfter{w: ref.client, n: 1 << 30}
+			ref.rec = ref.reconciler(counter)
+			ref.pass()
+			writes := 1<<30 - counter.n
+			want := ref.state()
+			wantNotes := ref.notes.events()[notesBefore:]
+			if writes == 0 {
+				t.Fatal("the step made no write")
+			}
+			t.Logf("%d writes in the uninterrupted pass", writes)
+
+			for k := range writes {
+				f := newFixture(t, sc.policy)
+				sc.setup(f)
+				sc.step(f)
+				before := len(f.notes.events())
+				f.rec = f.reconciler(&killAfter{w: f.client, n: k})
+				_ = f.rec.RunOnce(f.ctx) // killed after k writes
+				f.rec = f.reconciler(f.client)
+				f.pass() // restarted
+				if got := f.state(); got != want {
+					t.Fatalf("killed after %d of %d writes, then restarted:\n%s\nwant (uninterrupted):\n%s", k, writes, got, want)
+				}
+				if got := f.notes.events()[before:]; !slices.Equal(got, wantNotes) {
+					t.Fatalf("killed after %d writes: notifications %v, want %v", k, got, wantNotes)
+				}
+			}
+		})
+	}
+}
+
+var decidedAtLine = regexp.MustCompile(`on \d{4}-\d\d-\d\d \d\d:\d\d UTC`)
+
+// state renders what the registry holds for the fixture's model, with the model's name,
+// the gate digest and decision times replaced, so two fixtures can be compared.
+func (f *fixture) state() string {
+	f.t.Helper()
+	rm, err := f.client.GetRegisteredModel(f.ctx, f.model)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	vs, err := f.client.SearchModelVersions(f.ctx, mlflow.SearchOptions{Filter: "name = '" + f.model + "'", OrderBy: []string{"version_number ASC"}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var b strings.Builder
+	aliases := map[string]string{}
+	for _, a := range rm.Aliases {
+		aliases[a.Alias] = a.Version
+	}
+	fmt.Fprintf(&b, "aliases %v\n", aliases)
+	for _, mv := range vs {
+		fmt.Fprintf(&b, "version %s stage %s\n", mv.Version, mv.CurrentStage)
+		for _, k := range slices.Sorted(maps.Keys(mv.Tags)) {
+			if k == TagDecidedAt {
+				continue
+			}
+			fmt.Fprintf(&b, "  tag %s=%q\n", k, mv.Tags[k])
+		}
+		if n := strings.Count(mv.Description, FenceBegin); n > 1 {
+			fmt.Fprintf(&b, "  %d report sections\n", n)
+		}
+		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "on TIME"))
+	}
+	return strings.NewReplacer(f.model, "MODEL", f.policy.Gates[0].Digest(), "GATE-DIGEST").Replace(b.String())
+}

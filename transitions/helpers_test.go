@@ -1,0 +1,259 @@
+package transitions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/mlflow/mlflowtest"
+	"github.com/modelgate/modelgate/rules"
+)
+
+var mlflowServer = mlflowtest.NewShared(mlflowtest.Options{})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mlflowServer.Close()
+	os.Exit(code)
+}
+
+// basePolicy gates one model: a hard floor, a review target, a fairness limit, one
+// approver of two needed, and promotion to the champion alias.
+const basePolicy = `
+gates:
+  - name: gate-MODEL
+    models: ["MODEL"]
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
+      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
+      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
+    review:
+      approvers: [alice, bob]
+      min_approvals: 1
+      expires_after: 24h
+    promote:
+      alias: champion
+`
+
+// Evidence of versions as a training job logs it.
+func good(model string) mlflowtest.Version {
+	return mlflowtest.Version{Model: model, Metrics: map[string]float64{"accuracy": 0.95, "recall_sex_f": 0.80, "recall_sex_m": 0.84}}
+}
+
+func borderline(model string) mlflowtest.Version {
+	v := good(model)
+	v.Metrics["accuracy"] = 0.85
+	return v
+}
+
+func unfair(model string) mlflowtest.Version {
+	v := good(model)
+	v.Metrics["recall_sex_f"] = 0.5
+	return v
+}
+
+// fixture is one test's world: its model, its policy, a clock it controls, and the
+// reconciler under test.
+type fixture struct {
+	t      *testing.T
+	ctx    context.Context
+	srv    *mlflowtest.Server
+	client *mlflow.Client
+	model  string
+	policy *rules.Policy
+	clock  *fakeClock
+	reqs   *requestCounter
+	notes  *notices
+	logs   *strings.Builder
+	rec    *Reconciler
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// requestCounter counts MLflow requests by endpoint.
+type requestCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *requestCounter) ObserveMLflowRequest(endpoint, _ string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[endpoint]++
+}
+
+func (r *requestCounter) snapshot() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range r.n {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *requestCounter) total() int {
+	n := 0
+	for _, v := range r.snapshot() {
+		n += v
+	}
+	return n
+}
+
+type notices struct {
+	mu   sync.Mutex
+	list []Notice
+}
+
+func (n *notices) Notify(x Notice) {
+	n.mu.Lock()
+	n.list = append(n.list, x)
+	n.mu.Unlock()
+}
+
+func (n *notices) events() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for _, x := range n.list {
+		out = append(out, fmt.Sprintf("%s %s", x.Event, x.Version))
+	}
+	return out
+}
+
+var modelSeq atomic.Int64
+
+// newFixture gives the test its own model name (so tests sharing a server stay apart)
+// and a reconciler with the policy, where MODEL stands for the model name.
+func newFixture(t *testing.T, policy string) *fixture {
+	t.Helper()
+	srv := mlflowServer.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	model := fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), modelSeq.Add(1))
+	model = strings.NewReplacer("/", "-", "_", "-").Replace(model)
+	f := &fixture{t: t, ctx: ctx, srv: srv, model: model, reqs: &requestCounter{}, notes: &notices{},
+		clock: &fakeClock{now: time.Now().UTC()}, logs: &strings.Builder{}}
+	f.client = srv.Client(t, mlflow.Options{Observer: f.reqs})
+	f.setPolicy(policy)
+	return f
+}
+
+// setPolicy (re)builds the reconciler with a policy, as a restart with a new file would.
+func (f *fixture) setPolicy(policy string) {
+	f.t.Helper()
+	p, err := rules.Load("test.yaml", []byte(strings.ReplaceAll(policy, "MODEL", f.model)))
+	if err != nil {
+		f.t.Fatalf("policy: %v", err)
+	}
+	f.policy = p
+	f.rec = f.reconciler(f.client)
+}
+
+func (f *fixture) reconciler(w Writer) *Reconciler {
+	f.t.Helper()
+	rec, err := New(Config{
+		Reader: f.client, Writer: w, Policy: f.policy, Notifier: f.notes, Clock: f.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&syncWriter{b: f.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Since:  f.clock.Now().Add(-time.Hour),
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rec
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (f *fixture) create(v mlflowtest.Version) mlflow.ModelVersion {
+	f.t.Helper()
+	mv, err := mlflowtest.CreateVersion(f.ctx, f.client, v)
+	if err != nil {
+		f.t.Fatalf("create version: %v", err)
+	}
+	return mv
+}
+
+// pass runs one reconcile pass and fails the test on error.
+func (f *fixture) pass() {
+	f.t.Helper()
+	if err := f.rec.RunOnce(f.ctx); err != nil {
+		f.t.Fatalf("RunOnce: %v\n%s", err, f.logs)
+	}
+}
+
+func (f *fixture) get(version string) mlflow.ModelVersion {
+	f.t.Helper()
+	mv, err := f.client.GetModelVersion(f.ctx, f.model, version)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return mv
+}
+
+func (f *fixture) status(version string) Status {
+	f.t.Helper()
+	return Status(f.get(version).Tags[TagStatus])
+}
+
+func (f *fixture) wantStatus(version string, want Status) mlflow.ModelVersion {
+	f.t.Helper()
+	mv := f.get(version)
+	if got := Status(mv.Tags[TagStatus]); got != want {
+		f.t.Fatalf("version %s: status %q, want %q (summary %q)\nlogs:\n%s", version, got, want, mv.Tags[TagSummary], f.logs)
+	}
+	return mv
+}
+
+func (f *fixture) alias(name string) string {
+	f.t.Helper()
+	mv, err := f.client.GetModelVersionByAlias(f.ctx, f.model, name)
+	if mlflow.IsNotFound(err) {
+		return ""
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return mv.Version
+}
+
+func (f *fixture) tag(version, key, value string) {
+	f.t.Helper()
+	if err := f.client.SetModelVersionTag(f.ctx, f.model, version, key, value); err != nil {
+		f.t.Fatal(err)
+	}
+}

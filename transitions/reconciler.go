@@ -1,0 +1,384 @@
+package transitions
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/rules"
+)
+
+// Config configures a Reconciler. Reader, Writer and Policy are required.
+type Config struct {
+	Reader Reader
+	Writer Writer
+	Policy *rules.Policy
+	Logger *slog.Logger
+	// Metrics and Notifier may be nil.
+	Metrics  Recorder
+	Notifier Notifier
+	// Clock returns the current time (tests inject one to expire reviews).
+	Clock func() time.Time
+	// Concurrency bounds how many models are worked on at once (default 8). A model's
+	// own versions are handled one after the other, oldest first, so that promotions
+	// and baselines follow the order the versions were registered in.
+	Concurrency int
+	// Since: versions created before it are not gated unless they carry
+	// modelgate.reevaluate.
+	Since time.Time
+	// PollInterval is the time between passes in Run (default 30s).
+	PollInterval time.Duration
+	// FullScanInterval is the time between full scans, the safety net behind the cheap
+	// incremental passes (default 10m). The first pass is always a full scan.
+	FullScanInterval time.Duration
+	// Lookback is how far before the newest version seen an incremental pass looks
+	// again, for versions whose creation committed after a newer one's (default 30s).
+	// Versions registered within it are paged through on every pass; an idle pass
+	// (nothing registered within the lookback) reads one page.
+	Lookback time.Duration
+	// WriteTimeout bounds the writes for one version once started; they are not cut by
+	// shutdown, so a version is never left half-written by a SIGTERM (default 30s).
+	WriteTimeout time.Duration
+}
+
+// Page sizes: an incremental pass usually needs one page; a full scan pages through
+// everything since the Since time.
+const (
+	incrementalPageSize = 200
+	fullScanPageSize    = 1000
+)
+
+// Reconciler watches the registry and applies the policy. It keeps no state that
+// matters across restarts: what it remembers (the newest version seen, versions to retry)
+// only saves requests, and a new process rebuilds it with a full scan.
+type Reconciler struct {
+	cfg     Config
+	reader  Reader
+	writer  Writer
+	policy  *rules.Policy
+	logger  *slog.Logger
+	metrics Recorder
+	notify  Notifier
+	now     func() time.Time
+
+	mu          sync.Mutex
+	newest      int64     // creation time (ms) of the newest version seen by a scan
+	lastFull    time.Time // when the last full scan started
+	lastSuccess time.Time // when the last pass that could read MLflow ended
+	retry       map[versionKey]retryState
+	nudged      map[versionKey]bool
+}
+
+type versionKey struct{ model, version string }
+
+// retryState backs off versions whose handling failed, so a permanent error (a missing
+// permission) is retried at a slowing pace rather than on every pass.
+type retryState struct {
+	failures int
+	next     time.Time
+}
+
+// New builds a reconciler.
+func New(cfg Config) (*Reconciler, error) {
+	switch {
+	case cfg.Reader == nil || cfg.Writer == nil:
+		return nil, errors.New("transitions: Reader and Writer are required")
+	case cfg.Policy == nil:
+		return nil, errors.New("transitions: Policy is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopRecorder{}
+	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = nopNotifier{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 8)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, 30*time.Second)
+	cfg.FullScanInterval = cmp.Or(cfg.FullScanInterval, 10*time.Minute)
+	cfg.Lookback = cmp.Or(cfg.Lookback, 30*time.Second)
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
+	return &Reconciler{
+		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, policy: cfg.Policy, logger: cfg.Logger,
+		metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
+		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{},
+	}, nil
+}
+
+// Run reconciles every PollInterval until ctx ends. A pass that fails is logged and
+// counted, and the loop goes on.
+func (r *Reconciler) Run(ctx context.Context) error {
+	ticker := time.NewTicker(r.cfg.PollInterval)
+	defer ticker.Stop()
+	for {
+		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Error("reconcile pass failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// item is a version to look at in this pass, with the reasons it was found for.
+type item struct {
+	mv   mlflow.ModelVersion
+	full bool // found by a full scan: re-read a pending version's evidence
+}
+
+// RunOnce is one reconcile pass: find the versions that need something (new versions,
+// open reviews, rollback and re-evaluation requests, retries), then handle them. It
+// returns an error when MLflow could not be read; failures on single versions are
+// logged, counted and retried on later passes.
+func (r *Reconciler) RunOnce(ctx context.Context) error {
+	start := r.now()
+	items, pendingBefore, err := r.collect(ctx, start)
+	if err != nil {
+		r.metrics.Poll(r.now().Sub(start), err)
+		return err
+	}
+	pendingAfter := r.handle(ctx, items, pendingBefore)
+	r.metrics.ReviewsPending(r.pendingByGate(pendingAfter))
+	r.mu.Lock()
+	r.lastSuccess = r.now()
+	r.mu.Unlock()
+	r.metrics.Poll(r.now().Sub(start), nil)
+	return nil
+}
+
+// collect runs the searches of a pass. An idle incremental pass on any registry makes
+// four requests: the newest versions (one page), open reviews, rollback requests and
+// re-evaluation requests, the last three filtered by tag on the server.
+func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionKey]*item, map[versionKey]string, error) {
+	r.mu.Lock()
+	full := r.lastFull.IsZero() || start.Sub(r.lastFull) >= r.cfg.FullScanInterval
+	newest := r.newest
+	r.mu.Unlock()
+
+	items := map[versionKey]*item{}
+	add := func(mv mlflow.ModelVersion, full bool) {
+		k := versionKey{mv.Name, mv.Version}
+		if it, ok := items[k]; ok {
+			it.full = it.full || full
+			return
+		}
+		items[k] = &item{mv: mv, full: full}
+	}
+
+	// New versions, newest first, down to the Since time (full scan) or to a little
+	// before the newest version seen (incremental). MLflow cannot filter on time and
+	// pages by offset: a version registered while paging shifts the rest down, which
+	// repeats one (harmless); the full scan catches what a deletion may skip.
+	cutoff := r.cfg.Since.UnixMilli()
+	pageSize := fullScanPageSize
+	if !full {
+		cutoff = max(cutoff, newest-r.cfg.Lookback.Milliseconds())
+		pageSize = incrementalPageSize
+	}
+	seenNewest := newest
+	opts := mlflow.SearchOptions{OrderBy: []string{"creation_timestamp DESC"}, PageSize: pageSize}
+	if err := r.search(ctx, opts, func(mv mlflow.ModelVersion) bool {
+		if mv.CreationTimestamp < cutoff {
+			return false
+		}
+		seenNewest = max(seenNewest, mv.CreationTimestamp)
+		if mv.Tags[TagStatus] == "" || full {
+			add(mv, full)
+		}
+		return true
+	}); err != nil {
+		return nil, nil, fmt.Errorf("search new versions: %w", err)
+	}
+
+	pending := map[versionKey]string{}
+	for _, q := range []struct {
+		what, filter string
+	}{
+		{"open reviews", mlflow.TagFilter(TagStatus, string(StatusPendingReview))},
+		{"rollback requests", mlflow.TagPresentFilter(TagRollback) + " AND " + mlflow.TagFilter(TagStatus, string(StatusPromoted))},
+		{"re-evaluation requests", mlflow.TagPresentFilter(TagReevaluate)},
+	} {
+		if err := r.search(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}, func(mv mlflow.ModelVersion) bool {
+			add(mv, full)
+			if mv.Tags[TagStatus] == string(StatusPendingReview) {
+				pending[versionKey{mv.Name, mv.Version}] = mv.Tags[TagGate]
+			}
+			return true
+		}); err != nil {
+			return nil, nil, fmt.Errorf("search %s: %w", q.what, err)
+		}
+	}
+
+	// Versions to retry, and versions a webhook pointed at: read one by one.
+	for _, k := range r.due(start) {
+		if _, ok := items[k]; ok {
+			continue
+		}
+		mv, err := r.reader.GetModelVersion(ctx, k.model, k.version)
+		switch {
+		case mlflow.IsNotFound(err):
+			r.forget(k)
+		case err != nil:
+			return nil, nil, fmt.Errorf("read %s/%s: %w", k.model, k.version, err)
+		default:
+			add(mv, false)
+		}
+	}
+
+	r.mu.Lock()
+	r.newest = seenNewest
+	if full {
+		r.lastFull = start
+	}
+	r.mu.Unlock()
+	return items, pending, nil
+}
+
+// search calls fn for each version of a search, page by page, until fn returns false.
+func (r *Reconciler) search(ctx context.Context, opts mlflow.SearchOptions, fn func(mlflow.ModelVersion) bool) error {
+	token := ""
+	seen := map[string]bool{}
+	for {
+		page, next, err := r.reader.SearchModelVersionsPage(ctx, opts, token)
+		if err != nil {
+			return err
+		}
+		for _, mv := range page {
+			if !fn(mv) {
+				return nil
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		if seen[next] {
+			return fmt.Errorf("%w: %q", mlflow.ErrPagingLoop, next)
+		}
+		seen[next] = true
+		token = next
+	}
+}
+
+// due returns the versions to read again this pass: failed ones whose backoff is over,
+// and nudged ones.
+func (r *Reconciler) due(now time.Time) []versionKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []versionKey
+	for k, s := range r.retry {
+		if !now.Before(s.next) {
+			out = append(out, k)
+		}
+	}
+	for k := range r.nudged {
+		out = append(out, k)
+		delete(r.nudged, k)
+	}
+	return out
+}
+
+func (r *Reconciler) forget(k versionKey) {
+	r.mu.Lock()
+	delete(r.retry, k)
+	r.mu.Unlock()
+}
+
+// failed schedules a retry with exponential backoff, from one poll interval up to the
+// full-scan interval.
+func (r *Reconciler) failed(k versionKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.retry[k]
+	s.failures++
+	wait := r.cfg.PollInterval << min(s.failures-1, 10)
+	s.next = r.now().Add(min(wait, r.cfg.FullScanInterval))
+	r.retry[k] = s
+}
+
+// Nudge asks for a version to be looked at in the next pass (webhooks call it).
+func (r *Reconciler) Nudge(model, version string) {
+	r.mu.Lock()
+	r.nudged[versionKey{model, version}] = true
+	r.mu.Unlock()
+}
+
+// handle works on the items: models in parallel (bounded), each model's versions in
+// order. It returns the versions still pending review, with their gate.
+func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pending map[versionKey]string) map[versionKey]string {
+	byModel := map[string][]*item{}
+	for _, it := range items {
+		byModel[it.mv.Name] = append(byModel[it.mv.Name], it)
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.Concurrency)
+	for _, model := range slices.Sorted(maps.Keys(byModel)) {
+		versions := byModel[model]
+		slices.SortFunc(versions, func(a, b *item) int { return mlflow.CompareVersions(a.mv.Version, b.mv.Version) })
+		g.Go(func() error {
+			for _, it := range versions {
+				if gctx.Err() != nil {
+					return nil // shutting down: start nothing new
+				}
+				k := versionKey{it.mv.Name, it.mv.Version}
+				status, gate, err := r.handleVersion(gctx, it)
+				switch {
+				case err == nil:
+					r.forget(k)
+				case mlflow.IsNotFound(err):
+					r.logger.Info("version disappeared while being handled (deleted or renamed)", "model", k.model, "version", k.version)
+					r.forget(k)
+				default:
+					r.logger.Error("version not handled; will retry", "model", k.model, "version", k.version, "error", err)
+					r.failed(k)
+				}
+				mu.Lock()
+				if status == StatusPendingReview {
+					pending[k] = gate
+				} else if status != "" {
+					delete(pending, k)
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return pending
+}
+
+// pendingByGate counts open reviews per gate, listing every gate of the policy so a
+// gauge goes back to 0 when its last review closes.
+func (r *Reconciler) pendingByGate(pending map[versionKey]string) map[string]int {
+	out := map[string]int{}
+	for _, g := range r.policy.Gates {
+		out[g.Name] = 0
+	}
+	for _, gate := range pending {
+		out[gate]++
+	}
+	return out
+}
+
+// LastSuccess is when the last pass that could read MLflow ended (zero before the first).
+func (r *Reconciler) LastSuccess() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastSuccess
+}

@@ -1,0 +1,436 @@
+package transitions
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+)
+
+func jsonDecode(r *http.Request, v any) error { return json.NewDecoder(r.Body).Decode(v) }
+
+func TestAutoPromotion(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v1 := f.create(good(f.model))
+	f.pass()
+	mv := f.wantStatus(v1.Version, StatusPromoted)
+	if f.alias("champion") != v1.Version {
+		t.Fatalf("champion = %q, want %s", f.alias("champion"), v1.Version)
+	}
+	for k, want := range map[string]string{TagGate: "gate-" + f.model, TagPromotedTo: "alias:champion", TagPolicyDigest: f.policy.Gates[0].Digest()} {
+		if mv.Tags[k] != want {
+			t.Errorf("%s = %q, want %q", k, mv.Tags[k], want)
+		}
+	}
+	if _, ok := mv.Tags[TagPreviousVersion]; ok {
+		t.Errorf("first champion has previous_version %q", mv.Tags[TagPreviousVersion])
+	}
+	if !strings.Contains(mv.Description, FenceBegin) || !strings.Contains(mv.Description, "modelgate: promoted") {
+		t.Errorf("description has no report:\n%s", mv.Description)
+	}
+
+	// A second good version replaces it and records it as previous.
+	v2 := f.create(good(f.model))
+	f.pass()
+	mv = f.wantStatus(v2.Version, StatusPromoted)
+	if f.alias("champion") != v2.Version || mv.Tags[TagPreviousVersion] != v1.Version {
+		t.Fatalf("champion %q, previous_version %q; want %s and %s", f.alias("champion"), mv.Tags[TagPreviousVersion], v2.Version, v1.Version)
+	}
+	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2"}) {
+		t.Fatalf("notifications %v", got)
+	}
+	// Nothing is decided twice.
+	f.pass()
+	if got := f.notes.events(); len(got) != 2 {
+		t.Fatalf("a third pass notified again: %v", got)
+	}
+}
+
+func TestRejection(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(unfair(f.model))
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusRejected)
+	if !strings.Contains(mv.Tags[TagSummary], "fair gap 0.34 > 0.1") {
+		t.Errorf("summary %q", mv.Tags[TagSummary])
+	}
+	if f.alias("champion") != "" {
+		t.Fatal("a rejected version became champion")
+	}
+	// The rejection sticks.
+	f.pass()
+	f.wantStatus(v.Version, StatusRejected)
+	if got := f.notes.events(); !slices.Equal(got, []string{"rejected 1"}) {
+		t.Fatalf("notifications %v", got)
+	}
+}
+
+func TestReviewThenApproval(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(borderline(f.model))
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPendingReview)
+	if !strings.Contains(mv.Description, "`modelgate.approve.alice`") {
+		t.Fatalf("report does not say how to vote:\n%s", mv.Description)
+	}
+	f.tag(v.Version, "modelgate.approve.alice", "looks fine")
+	f.pass()
+	mv = f.wantStatus(v.Version, StatusPromoted)
+	if f.alias("champion") != v.Version {
+		t.Fatal("approved version not promoted")
+	}
+	if !strings.Contains(mv.Tags[TagSummary], "approved by alice") {
+		t.Errorf("summary %q", mv.Tags[TagSummary])
+	}
+	if !strings.Contains(f.logs.String(), "by=alice") {
+		t.Errorf("no audit line naming alice:\n%s", f.logs)
+	}
+	if got := f.notes.events(); !slices.Equal(got, []string{"review_requested 1", "promoted 1"}) {
+		t.Fatalf("notifications %v", got)
+	}
+}
+
+func TestUnlistedVoteIgnored(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(borderline(f.model))
+	f.pass()
+	f.tag(v.Version, "modelgate.approve.mallory", "ship it")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPendingReview)
+	if !strings.Contains(mv.Description, "mallory is not an approver") {
+		t.Fatalf("the ignored vote is not reported:\n%s", mv.Description)
+	}
+	if mv.Tags["modelgate.approve.mallory"] != "ship it" {
+		t.Fatal("the ignored vote tag was touched")
+	}
+}
+
+func TestRejectionWithReason(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(borderline(f.model))
+	f.pass()
+	f.tag(v.Version, "modelgate.reject.bob", "") // no reason: ignored
+	f.pass()
+	f.wantStatus(v.Version, StatusPendingReview)
+	f.tag(v.Version, "modelgate.reject.bob", "trained on last year's data")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusRejected)
+	if !strings.Contains(mv.Tags[TagSummary], "rejected by bob: trained on last year's data") ||
+		!strings.Contains(mv.Description, "trained on last year") {
+		t.Fatalf("reason missing: summary %q\n%s", mv.Tags[TagSummary], mv.Description)
+	}
+	// The rejection sticks, even after an approval comes in.
+	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.pass()
+	f.wantStatus(v.Version, StatusRejected)
+}
+
+func TestTwoApprovalsNeeded(t *testing.T) {
+	f := newFixture(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1))
+	v := f.create(borderline(f.model))
+	f.pass()
+	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPendingReview)
+	if !strings.Contains(mv.Description, "1 of 2 approval(s) (alice)") {
+		t.Fatalf("report does not show the vote so far:\n%s", mv.Description)
+	}
+	f.tag(v.Version, "modelgate.approve.bob", "")
+	f.pass()
+	f.wantStatus(v.Version, StatusPromoted)
+}
+
+func TestReviewExpires(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(borderline(f.model))
+	f.pass()
+	f.clock.Advance(23 * time.Hour)
+	f.pass()
+	f.wantStatus(v.Version, StatusPendingReview)
+	f.clock.Advance(time.Hour)
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusExpired)
+	if !strings.Contains(mv.Tags[TagSummary], "review expired after 24h") {
+		t.Errorf("summary %q", mv.Tags[TagSummary])
+	}
+	if got := f.notes.events(); !slices.Equal(got, []string{"review_requested 1", "expired 1"}) {
+		t.Fatalf("notifications %v", got)
+	}
+}
+
+func TestEvidenceChangeResetsVotes(t *testing.T) {
+	f := newFixture(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1))
+	v := f.create(borderline(f.model))
+	f.pass()
+	before := f.get(v.Version).Tags[TagEvidenceDigest]
+	f.tag(v.Version, "modelgate.approve.alice", "ok at 0.85")
+	// The team logs a corrected accuracy to the same run.
+	if err := f.client.LogBatch(f.ctx, v.RunID, []mlflow.Metric{{Key: "accuracy", Value: 0.86, Timestamp: time.Now().UnixMilli() + 1000, Step: 1}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.tag(v.Version, "modelgate.approve.bob", "")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPendingReview)
+	if mv.Tags[TagEvidenceDigest] == before {
+		t.Fatal("evidence digest did not change")
+	}
+	if _, ok := mv.Tags["modelgate.approve.alice"]; ok {
+		t.Fatal("a vote cast on the old evidence still counts")
+	}
+	stale := StalePrefix + strings.TrimPrefix(before, "sha256:") + ".approve.alice"
+	if mv.Tags[stale] != "ok at 0.85" {
+		t.Fatalf("the set-aside vote lost its text: tags %v", mv.Tags)
+	}
+	if !strings.Contains(mv.Description, "votes cast on earlier evidence") {
+		t.Errorf("report does not say why:\n%s", mv.Description)
+	}
+	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.tag(v.Version, "modelgate.approve.bob", "")
+	f.pass()
+	f.wantStatus(v.Version, StatusPromoted)
+}
+
+func TestReevaluateTag(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(unfair(f.model))
+	f.pass()
+	f.wantStatus(v.Version, StatusRejected)
+	// The team fixes the evidence and asks for a new look.
+	if err := f.client.LogBatch(f.ctx, v.RunID, []mlflow.Metric{{Key: "recall_sex_f", Value: 0.82, Timestamp: time.Now().UnixMilli() + 1000, Step: 1}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.pass()
+	f.wantStatus(v.Version, StatusRejected) // sticks until asked
+	f.tag(v.Version, TagReevaluate, "fixed the recall metric")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPromoted)
+	if _, ok := mv.Tags[TagReevaluate]; ok {
+		t.Fatal("modelgate.reevaluate was not deleted")
+	}
+}
+
+func TestRollbackRestoresPreviousChampion(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v1 := f.create(good(f.model))
+	f.pass()
+	v2 := f.create(good(f.model))
+	f.pass()
+	if f.alias("champion") != v2.Version {
+		t.Fatal("v2 not champion")
+	}
+	f.tag(v2.Version, TagRollback, "latency regression in prod")
+	f.pass()
+	mv := f.wantStatus(v2.Version, StatusRolledBack)
+	if f.alias("champion") != v1.Version {
+		t.Fatalf("champion %q after rollback, want %s", f.alias("champion"), v1.Version)
+	}
+	if !strings.Contains(mv.Tags[TagSummary], "latency regression") {
+		t.Errorf("summary %q", mv.Tags[TagSummary])
+	}
+	f.wantStatus(v1.Version, StatusPromoted)
+	// Nothing moves again.
+	f.pass()
+	if f.alias("champion") != v1.Version {
+		t.Fatal("the rollback was undone")
+	}
+	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2", "rolled_back 2"}) {
+		t.Fatalf("notifications %v", got)
+	}
+}
+
+func TestStageGateArchivesExisting(t *testing.T) {
+	f := newFixture(t, `
+gates:
+  - name: gate-MODEL
+    models: ["MODEL"]
+    on_missing: reject
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
+    promote:
+      stage: Production
+      archive_existing: true
+`)
+	v1 := f.create(good(f.model))
+	f.pass()
+	v2 := f.create(good(f.model))
+	f.pass()
+	if got := f.get(v1.Version).CurrentStage; got != "Archived" {
+		t.Fatalf("v1 is %q, want Archived", got)
+	}
+	mv := f.wantStatus(v2.Version, StatusPromoted)
+	if mv.CurrentStage != "Production" || mv.Tags[TagPromotedTo] != "stage:Production" || mv.Tags[TagPreviousVersion] != v1.Version {
+		t.Fatalf("v2: stage %q, tags %v", mv.CurrentStage, mv.Tags)
+	}
+}
+
+func TestUserDescriptionKeptAcrossDecisions(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	user := "Gradient boosting, trained on 2026-Q3.\n\n**Owner:** risk team  \nDo not deploy on Fridays.\n"
+	spec := borderline(f.model)
+	spec.Description = user
+	v := f.create(spec)
+	f.pass() // decision 1: review
+	mv := f.get(v.Version)
+	if !strings.HasPrefix(mv.Description, user) {
+		t.Fatalf("user text changed:\n%q", mv.Description)
+	}
+	// The user edits their part in the UI, above the report.
+	edited := strings.Replace(mv.Description, "Fridays.", "Fridays or holidays.", 1)
+	if _, err := f.client.UpdateModelVersionDescription(f.ctx, f.model, v.Version, edited); err != nil {
+		t.Fatal(err)
+	}
+	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.pass() // decision 2: promoted
+	mv = f.wantStatus(v.Version, StatusPromoted)
+	if want := strings.Replace(user, "Fridays.", "Fridays or holidays.", 1); !strings.HasPrefix(mv.Description, want) {
+		t.Fatalf("user text lost:\n%q", mv.Description)
+	}
+	if n := strings.Count(mv.Description, FenceBegin); n != 1 {
+		t.Fatalf("%d report sections", n)
+	}
+	if !strings.Contains(mv.Description, "modelgate: promoted") {
+		t.Fatalf("report not replaced:\n%s", mv.Description)
+	}
+}
+
+func TestPromptUntouched(t *testing.T) {
+	f := newFixture(t, strings.Replace(basePolicy, `models: ["MODEL"]`, `models: ["*prompt*"]`, 1))
+	name := strings.ReplaceAll(f.model, "-", "_") + "_prompt"
+	if _, err := f.srv.RunPython(f.ctx, `import mlflow; mlflow.genai.register_prompt(name="`+name+`", template="Summarise {{text}}")`); err != nil {
+		t.Fatal(err)
+	}
+	f.rec.Nudge(name, "1") // as a webhook for the prompt would
+	f.pass()
+	mv, err := f.client.GetModelVersion(f.ctx, name, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range mv.Tags {
+		if strings.HasPrefix(k, "modelgate.") {
+			t.Fatalf("prompt got tag %s", k)
+		}
+	}
+}
+
+func TestVersionOlderThanSinceUntouched(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v := f.create(good(f.model))
+	old := f.reconciler(f.client)
+	old.cfg.Since = f.clock.Now().Add(time.Hour) // the version was created before Since
+	if err := old.RunOnce(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.status(v.Version); st != "" {
+		t.Fatalf("old version got status %q", st)
+	}
+	// Unless someone asks for it.
+	f.tag(v.Version, TagReevaluate, "")
+	if err := old.RunOnce(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.wantStatus(v.Version, StatusPromoted)
+}
+
+func TestManualAliasMoveNotReverted(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v1 := f.create(good(f.model))
+	f.pass()
+	v2 := f.create(good(f.model))
+	f.pass()
+	// Someone moves the champion back by hand.
+	if err := f.client.SetAlias(f.ctx, f.model, "champion", v1.Version); err != nil {
+		t.Fatal(err)
+	}
+	f.pass()
+	f.clock.Advance(11 * time.Minute) // and through a full scan
+	f.pass()
+	if f.alias("champion") != v1.Version {
+		t.Fatalf("champion %q, want the hand-set %s", f.alias("champion"), v1.Version)
+	}
+	f.wantStatus(v2.Version, StatusPromoted)
+}
+
+func TestNotNewerThanTheChampion(t *testing.T) {
+	f := newFixture(t, basePolicy)
+	v1 := f.create(borderline(f.model)) // waits for review
+	f.pass()
+	v2 := f.create(good(f.model)) // promoted at once
+	f.pass()
+	f.tag(v1.Version, "modelgate.approve.alice", "")
+	f.pass()
+	mv := f.wantStatus(v1.Version, StatusApproved)
+	if f.alias("champion") != v2.Version || !strings.Contains(mv.Tags[TagSummary], "held by newer version "+v2.Version) {
+		t.Fatalf("champion %q, summary %q", f.alias("champion"), mv.Tags[TagSummary])
+	}
+}
+
+func TestNotificationsReceived(t *testing.T) {
+	got := make(chan string, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n JSONNotice
+		if err := jsonDecode(r, &n); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		got <- string(n.Event) + " " + n.Model + " " + n.Version + " " + n.URL
+	}))
+	defer hook.Close()
+	f := newFixture(t, basePolicy+"notifications:\n  - url_env: HOOK_URL\n    format: json\n    events: [promoted, rejected]\n")
+	wh, err := NewWebhooks(f.policy.Notifications, WebhooksOptions{
+		LookupEnv: func(k string) (string, bool) { return hook.URL, k == "HOOK_URL" },
+		UIURL:     "https://mlflow.example.com/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go wh.Run(f.ctx)
+	f.rec.notify = wh
+	v := f.create(good(f.model))
+	f.pass()
+	want := "promoted " + f.model + " " + v.Version + " https://mlflow.example.com/#/models/" + f.model + "/versions/" + v.Version
+	select {
+	case msg := <-got:
+		if msg != want {
+			t.Fatalf("got %q, want %q", msg, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no notification received")
+	}
+}
+
+func TestIdleCycleRequestCount(t *testing.T) {
+	for _, n := range []int{100, 1000} {
+		f := newFixture(t, basePolicy)
+		// A registry of n versions, all decided already, plus one open review.
+		if _, err := f.client.CreateRegisteredModel(f.ctx, f.model, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if _, err := f.client.CreateModelVersion(f.ctx, mlflow.CreateModelVersionRequest{Name: f.model, Source: "s3://bucket/m", Tags: mlflow.Tags{TagStatus: "rejected"}}); err != nil {
+				t.Fatalf("version %d: %v", i, err)
+			}
+		}
+		f.create(borderline(f.model))
+		// Idle means nothing registered within the lookback: with a lookback of 1ms the
+		// versions just seeded count as old without waiting 30s.
+		f.rec.cfg.Lookback = time.Millisecond
+		f.pass() // start-up: a full scan
+		f.pass() // settles the review report
+		before := f.reqs.snapshot()
+		f.pass()
+		after := f.reqs.snapshot()
+		total := 0
+		for k, v := range after {
+			total += v - before[k]
+		}
+		t.Logf("%d versions: %d requests per idle pass (%v)", n, total, after)
+		if total != 4 {
+			t.Fatalf("%d versions: %d requests in an idle pass, want 4 (newest page, open reviews, rollback requests, re-evaluation requests)", n, total)
+		}
+	}
+}
