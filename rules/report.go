@@ -158,6 +158,25 @@ func (r Report) writeReview(b *strings.Builder) {
 		}
 		b.WriteString("\n")
 	}
+	if t != nil && r.Status != "pending_review" {
+		if len(t.Approvals) > 0 {
+			b.WriteString("\n**Approved by**")
+			for i, v := range t.Approvals {
+				sep := ","
+				if i == 0 {
+					sep = ""
+				}
+				fmt.Fprintf(b, "%s %s", sep, md(v.Name))
+				if v.Comment != "" {
+					fmt.Fprintf(b, " (“%s”)", md(clipText(v.Comment, 200)))
+				}
+			}
+			b.WriteString(".\n")
+		}
+		if t.Rejection != nil {
+			fmt.Fprintf(b, "\n**Rejected by %s:** %s\n", md(t.Rejection.Name), md(clipText(t.Rejection.Comment, 500)))
+		}
+	}
 	switch r.Status {
 	case "pending_review":
 		approvals := 0

@@ -51,11 +51,7 @@ const maxConcurrency = 256
 // Every problem is reported at once, each naming its variable; values of secrets are
 // never part of a message.
 func loadConfig(environ []string) (Config, error) {
-	vars := make(map[string]string, len(environ))
-	for _, kv := range environ {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
-	}
+	vars := envMap(environ)
 	var cfg Config
 	err := env.ParseWithOptions(&cfg, env.Options{
 		Environment: vars,

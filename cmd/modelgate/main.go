@@ -37,6 +37,7 @@ func main() {
 const usage = `modelgate guards an MLflow model registry.
 
 Usage:
+  modelgate run [--once] [--dry-run]           watch the registry: decide, promote, run reviews
   modelgate check [-f FILE]                    validate a policy file
   modelgate evaluate MODEL VERSION [--json]    evaluate one version; changes nothing
   modelgate version                            print the version
@@ -51,6 +52,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return exitUsage
 	}
 	switch args[0] {
+	case "run":
+		return runDaemon(ctx, args[1:], environ, stdout, stderr)
 	case "check":
 		return runCheck(args[1:], environ, stdout, stderr)
 	case "evaluate":

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/mlflow/mlflowtest"
+)
+
+func daemonEnv(srv *mlflowtest.Server, extra ...string) []string {
+	return append([]string{
+		"MLFLOW_TRACKING_URI=" + srv.URL,
+		"MODELGATE_POLICY=../../examples/modelgate.yaml",
+		"SLACK_WEBHOOK_URL=http://127.0.0.1:1/unused",
+		"MODELGATE_LOG_FORMAT=text",
+		"MLFLOW_HTTP_REQUEST_MAX_RETRIES=1",
+	}, extra...)
+}
+
+func TestRunOncePromotes(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := srv.Client(t, mlflow.Options{})
+	v, err := mlflowtest.CreateVersion(ctx, c, goodCredit("credit-once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, daemonEnv(srv), "run", "--once")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	mv, err := c.GetModelVersion(ctx, "credit-once", v.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv.Tags["modelgate.status"] != "promoted" {
+		t.Fatalf("status %q\n%s", mv.Tags["modelgate.status"], errOut)
+	}
+	if !strings.Contains(errOut, "msg=decision") || !strings.Contains(errOut, "model=credit-once") || !strings.Contains(errOut, "by=modelgate") {
+		t.Fatalf("no audit line:\n%s", errOut)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := srv.Client(t, mlflow.Options{})
+	v, err := mlflowtest.CreateVersion(ctx, c, goodCredit("credit-dry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range [][]string{{"--dry-run"}, {"MODELGATE_DRY_RUN=true"}} {
+		env := daemonEnv(srv)
+		args := []string{"run", "--once"}
+		if strings.HasPrefix(how[0], "--") {
+			args = append(args, how...)
+		} else {
+			env = append(env, how...)
+		}
+		code, out, errOut := runCmd(t, env, args...)
+		if code != exitOK || !strings.Contains(errOut, "dry-run: would set alias") || !strings.Contains(errOut, "dry-run: would notify") {
+			t.Fatalf("%v: exit %d\n%s%s", how, code, out, errOut)
+		}
+		mv, err := c.GetModelVersion(ctx, "credit-dry", v.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mv.Tags) != 0 || mv.Description != "" || len(mv.Aliases) != 0 {
+			t.Fatalf("%v: dry run wrote: tags %v, aliases %v, description %q", how, mv.Tags, mv.Aliases, mv.Description)
+		}
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		code int
+		text string
+	}{
+		{"MLflow down", []string{"MLFLOW_TRACKING_URI=http://127.0.0.1:1", "MODELGATE_POLICY=../../examples/modelgate.yaml", "SLACK_WEBHOOK_URL=http://x", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0"}, exitUpstream, "MLflow unreachable"},
+		{"notification URL unset", []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MODELGATE_POLICY=../../examples/modelgate.yaml"}, exitUsage, "SLACK_WEBHOOK_URL is not set"},
+		{"broken policy", daemonEnv(srv, "MODELGATE_POLICY=../../examples/broken/bounds.yaml"), exitPolicy, "bounds.yaml:7:9"},
+		{"bad variable", daemonEnv(srv, "MODELGATE_POLL_INTERVAL=soon"), exitUsage, "MODELGATE_POLL_INTERVAL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, tc.env, "run", "--once")
+			if code != tc.code || !strings.Contains(out+errOut, tc.text) {
+				t.Fatalf("exit %d, output %q %q; want %d mentioning %q", code, out, errOut, tc.code, tc.text)
+			}
+		})
+	}
+}
+
+// syncBuffer collects the daemon's log while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitFor polls cond every 100ms until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDaemonServesHealthDecidesAndStops(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"run"}, daemonEnv(srv, "MODELGATE_LISTEN_ADDR="+addr, "MODELGATE_POLL_INTERVAL=200ms"), io.Discard, logs)
+	}()
+	waitFor(t, time.Minute, "/readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })
+	if code, body := get("http://" + addr + "/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+
+	c := srv.Client(t, mlflow.Options{})
+	v, err := mlflowtest.CreateVersion(context.Background(), c, goodCredit("credit-daemon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the new version to be promoted", func() bool {
+		mv, err := c.GetModelVersion(context.Background(), "credit-daemon", v.Version)
+		return err == nil && mv.Tags["modelgate.status"] == "promoted"
+	})
+
+	cancel() // as SIGTERM does
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("exit %d after shutdown\n%s", code, logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not stop after its context was cancelled")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Fatalf("no shutdown log:\n%s", logs)
+	}
+	if code, _ := get("http://" + addr + "/healthz"); code != 0 {
+		t.Fatalf("still serving after shutdown: %d", code)
+	}
+}
+
+func TestReadyzWhenMLflowIsDown(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	env := []string{"MLFLOW_TRACKING_URI=http://127.0.0.1:1", "MODELGATE_POLICY=../../examples/modelgate.yaml",
+		"SLACK_WEBHOOK_URL=http://x", "MODELGATE_LISTEN_ADDR=" + addr, "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0", "MODELGATE_POLL_INTERVAL=100ms"}
+	go func() { done <- run(ctx, []string{"run"}, env, io.Discard, io.Discard) }()
+	waitFor(t, 30*time.Second, "/healthz", func() bool { code, _ := get("http://" + addr + "/healthz"); return code == 200 })
+	code, body := get("http://" + addr + "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
+		t.Fatalf("/readyz with MLflow down: %d %q", code, body)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+}
