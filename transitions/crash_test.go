@@ -101,7 +101,11 @@ func TestKillAndRestartAtEachWrite(t *testing.T) {
 			func(f *fixture) { f.create(good(f.model)); f.pass(); f.create(good(f.model)); f.pass() },
 			func(f *fixture) { f.tag("2", TagRollback, "bad latency") }},
 		{"votes set aside when evidence changes", basePolicy,
-			func(f *fixture) { f.create(borderline(f.model)); f.pass(); f.tag("1", "modelgate.approve.mallory", "x") },
+			func(f *fixture) {
+				f.create(borderline(f.model))
+				f.pass()
+				f.tag("1", "modelgate.approve.mallory", "x")
+			},
 			func(f *fixture) {
 				mv := f.get("1")
 				if err := f.client.LogBatch(f.ctx, mv.RunID, []mlflow.Metric{{Key: "accuracy", Value: 0.95, Timestamp: 9e12, Step: 9}}, nil, nil); err != nil {

@@ -135,7 +135,9 @@ func envMap(environ []string) map[string]string {
 }
 
 // dryRunNotifier logs the notifications a real run would send.
-type dryRunNotifier struct{ logger interface{ Info(string, ...any) } }
+type dryRunNotifier struct {
+	logger interface{ Info(string, ...any) }
+}
 
 func (d dryRunNotifier) Notify(n transitions.Notice) {
 	d.logger.Info("dry-run: would notify", "event", n.Event, "model", n.Model, "version", n.Version, "status", n.Status)
