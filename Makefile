@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit vet fuzz mlflow clean
+.PHONY: all build test unit vet fuzz mlflow demo clean
 
 all: build
 
@@ -17,6 +17,10 @@ build:
 # when .cache/mlflow-venv already holds the pinned version).
 mlflow:
 	scripts/install-mlflow.sh
+
+# MLflow on 127.0.0.1:5000 with three registered versions, and modelgate watching them.
+demo:
+	scripts/demo.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

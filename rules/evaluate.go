@@ -237,15 +237,16 @@ func (c *Check) threshold(ev *Evidence, r *CheckResult) {
 		r.inputs = []string{"missing:" + strings.Join(c.Metrics, ",")}
 		return
 	}
-	num := fmtNum(v)
-	r.Observed = name + " " + num
+	r.Observed = name + " " + short(v)
 	r.Values = map[string]Number{name: Number(v)}
-	r.inputs = []string{"metric:" + name + "=" + num}
+	r.inputs = []string{"metric:" + name + "=" + canon(v)}
 	switch {
 	case c.Min != nil && v < *c.Min:
-		r.Result, r.Message = Fail, name+" "+num+" < "+fmtNum(*c.Min)
+		r.Observed = name + " " + shown(v, *c.Min)
+		r.Result, r.Message = Fail, r.Observed+" < "+fmtNum(*c.Min)
 	case c.Max != nil && v > *c.Max:
-		r.Result, r.Message = Fail, name+" "+num+" > "+fmtNum(*c.Max)
+		r.Observed = name + " " + shown(v, *c.Max)
+		r.Result, r.Message = Fail, r.Observed+" > "+fmtNum(*c.Max)
 	default:
 		r.Result, r.Message = Pass, c.ok
 	}
@@ -279,7 +280,7 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 	var parts []string
 	for _, g := range groups {
 		r.Values[g.name] = Number(g.v)
-		parts = append(parts, g.name+" "+fmtNum(g.v))
+		parts = append(parts, g.name+" "+short(g.v))
 	}
 	r.Observed = strings.Join(parts, ", ")
 	if len(bad) > 0 {
@@ -298,7 +299,7 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 	lo, hi := groups[0], groups[len(groups)-1]
 	gap := hi.v - lo.v
 	r.Values["gap"] = Number(gap)
-	detail := fmt.Sprintf("lowest %s %s, highest %s %s", lo.name, fmtNum(lo.v), hi.name, fmtNum(hi.v))
+	detail := fmt.Sprintf("lowest %s %s, highest %s %s", lo.name, short(lo.v), hi.name, short(hi.v))
 	var failed []string
 	if c.MaxGap != nil && gap > *c.MaxGap && !nearlyEqual(gap, *c.MaxGap) {
 		failed = append(failed, fmt.Sprintf("gap %s > %s", shown(gap, *c.MaxGap), fmtNum(*c.MaxGap)))
@@ -334,14 +335,27 @@ func nearlyEqual(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b))
 }
 
-// shown writes a derived value with four significant digits (0.8/0.9 as 0.8889), or in
-// full when rounding would make it look equal to the bound it failed.
-func shown(v, bound float64) string {
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
-	if r == bound {
+// short writes a value for people: four significant digits after the point (a metric
+// of 0.7733598409542743 shows as 0.7734), whole numbers in full (12000).
+func short(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmtNum(v)
 	}
-	return fmtNum(r)
+	digits := 4
+	if a := math.Abs(v); a >= 1 {
+		digits = max(4, int(math.Floor(math.Log10(a)))+1)
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
+	return strconv.FormatFloat(r, 'f', -1, 64)
+}
+
+// shown writes a value that failed a bound: short, or in full when rounding would make
+// it look equal to the bound (0.89999 fails 0.9; 0.9 < 0.9 would explain nothing).
+func shown(v, bound float64) string {
+	if s := short(v); s != short(bound) {
+		return s
+	}
+	return fmtNum(v)
 }
 
 // baseline applies MLflow's MetricThreshold (mlflow/models/evaluation/validation.py in
@@ -361,7 +375,7 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 	}
 	r.Values = map[string]Number{name: Number(cand)}
 	r.inputs = []string{"metric:" + name + "=" + canon(cand)}
-	r.Observed = name + " " + fmtNum(cand)
+	r.Observed = name + " " + short(cand)
 	var failed []string
 	ge := func(a, b float64) bool {
 		if c.GreaterIsBetter {
@@ -376,7 +390,7 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 		return a - b
 	}
 	if c.Threshold != nil && !ge(cand, *c.Threshold) {
-		failed = append(failed, fmt.Sprintf("%s %s not %s %s", name, fmtNum(cand), cmp, fmtNum(*c.Threshold)))
+		failed = append(failed, fmt.Sprintf("%s %s not %s %s", name, shown(cand, *c.Threshold), cmp, fmtNum(*c.Threshold)))
 	}
 	if c.MinAbsoluteChange != nil || c.MinRelativeChange != nil {
 		base, ok := ev.Baselines[c.Baseline]
@@ -401,15 +415,22 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 				return
 			}
 			r.Values["baseline"] = Number(b)
-			r.Observed += fmt.Sprintf(" vs %s v%s %s", c.Baseline, base.Version, fmtNum(b))
-			if c.MinAbsoluteChange != nil && !ge(cand, add(b, *c.MinAbsoluteChange)) {
-				failed = append(failed, fmt.Sprintf("%s %s not %s %s v%s %s %s %s", name, fmtNum(cand), cmp, c.Baseline, base.Version, fmtNum(b), op, fmtNum(*c.MinAbsoluteChange)))
+			r.Observed = fmt.Sprintf("%s %s vs %s v%s %s", name, short(cand), c.Baseline, base.Version, short(b))
+			var vs []string
+			if c.MinAbsoluteChange != nil {
+				if target := add(b, *c.MinAbsoluteChange); !ge(cand, target) {
+					msg := fmt.Sprintf("not %s baseline %s %s", cmp, op, fmtNum(*c.MinAbsoluteChange))
+					if short(cand) == short(target) { // float rounding decided it: show the sum MLflow compares with
+						msg += " (= " + fmtNum(target) + ")"
+					}
+					vs = append(vs, msg)
+				}
 			}
 			if c.MinRelativeChange != nil {
 				if b == 0 {
 					// MLflow's fallback: the candidate must merely beat a zero baseline.
 					if !ge(cand, add(b, 1e-10)) {
-						failed = append(failed, fmt.Sprintf("%s %s does not improve on %s v%s 0", name, fmtNum(cand), c.Baseline, base.Version))
+						vs = append(vs, "does not improve on a baseline of 0")
 					}
 				} else {
 					rel := (cand - b) / math.Abs(b)
@@ -420,20 +441,22 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 					// No tolerance here: MLflow compares the float result as it is, so
 					// (0.88-0.8)/0.8 = 0.09999999999999995 misses a 0.1 minimum.
 					if rel < *c.MinRelativeChange {
-						failed = append(failed, fmt.Sprintf("%s change %s%% vs %s v%s < %s%%", name, signedPct(rel, *c.MinRelativeChange), c.Baseline, base.Version, fmtNum(*c.MinRelativeChange*100)))
+						vs = append(vs, fmt.Sprintf("change %s%% < %s%%", signedPct(rel, *c.MinRelativeChange), fmtNum(*c.MinRelativeChange*100)))
 					}
 				}
+			}
+			if len(vs) > 0 {
+				failed = append(failed, r.Observed+": "+strings.Join(vs, ", "))
 			}
 		}
 	}
 	if len(failed) > 0 {
-		r.Result, r.Message = Fail, strings.Join(failed, ", ")
+		r.Result, r.Message = Fail, strings.Join(failed, "; ")
 		return
 	}
 	r.Result, r.Message = Pass, c.ok
 }
 
-// signedPct writes a relative change as a signed percentage.
 func signedPct(rel, bound float64) string {
 	s := shown(rel*100, bound*100)
 	if rel > 0 {

@@ -49,6 +49,7 @@ func TestThresholdCheck(t *testing.T) {
 		{"at min (inclusive)", map[string]float64{"accuracy": 0.9}, Pass, "acc ok"},
 		{"at max (inclusive)", map[string]float64{"accuracy": 0.99}, Pass, "acc ok"},
 		{"just below min", map[string]float64{"accuracy": math.Nextafter(0.9, 0)}, Fail, "accuracy 0.8999999999999999 < 0.9"},
+		{"well below min, shown short", map[string]float64{"accuracy": 0.7733598409542743}, Fail, "accuracy 0.7734 < 0.9"},
 		{"just above max", map[string]float64{"accuracy": math.Nextafter(0.99, 1)}, Fail, "> 0.99"},
 		{"second name used when first absent", map[string]float64{"accuracy_score": 0.95}, Pass, "acc ok"},
 		{"first present wins", map[string]float64{"accuracy": 0.5, "accuracy_score": 0.95}, Fail, "accuracy 0.5 < 0.9"},
@@ -134,15 +135,15 @@ func TestBaselineCheckFollowsMetricThreshold(t *testing.T) {
 		msgContent string
 	}{
 		{"relative change met", "min_relative_change: 0.1", 0.9, f(0.8), Pass, "ok"},
-		{"relative change missed", "min_relative_change: 0.1", 0.879, f(0.8), Fail, "change +9.875% vs champion v3 < 10%"},
+		{"relative change missed", "min_relative_change: 0.1", 0.879, f(0.8), Fail, "f1 0.879 vs champion v3 0.8: change +9.875% < 10%"},
 		// MLflow computes (0.88-0.8)/0.8 = 0.09999999999999995 and fails it; so do we,
 		// and the message shows why instead of a rounded +10%.
-		{"relative change missed by float rounding, as in MLflow", "min_relative_change: 0.1", 0.88, f(0.8), Fail, "change +9.999999999999995% vs"},
+		{"relative change missed by float rounding, as in MLflow", "min_relative_change: 0.1", 0.88, f(0.8), Fail, "change +9.999999999999995% < 10%"},
 		{"absolute change at the edge", "min_absolute_change: 0.01", 0.91, f(0.9), Pass, "ok"},
 		// 0.1 + 0.2 is 0.30000000000000004 in floats: MLflow fails 0.3.
-		{"absolute change missed by float rounding, as in MLflow", "min_absolute_change: 0.2", 0.3, f(0.1), Fail, "f1 0.3 not >= champion v3 0.1 + 0.2"},
+		{"absolute change missed by float rounding, as in MLflow", "min_absolute_change: 0.2", 0.3, f(0.1), Fail, "f1 0.3 vs champion v3 0.1: not >= baseline + 0.2 (= 0.30000000000000004)"},
 		{"zero absolute change: equal is enough", "min_absolute_change: 0.0", 0.8, f(0.8), Pass, "ok"},
-		{"zero baseline falls back to 1e-10", "min_relative_change: 0.5", 1e-11, f(0), Fail, "does not improve on"},
+		{"zero baseline falls back to 1e-10", "min_relative_change: 0.5", 1e-11, f(0), Fail, "does not improve on a baseline of 0"},
 		{"zero baseline beaten", "min_relative_change: 0.5", 1e-9, f(0), Pass, "ok"},
 		{"negative baseline: divide by its magnitude", "min_relative_change: 0.1", -0.8, f(-1), Pass, "ok"},
 		{"negative baseline, worse candidate", "min_relative_change: 0.1", -1.05, f(-1), Fail, "change -5%"},
