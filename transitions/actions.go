@@ -77,7 +77,7 @@ func (r *Reconciler) evaluate(ctx context.Context, gate *rules.Gate, mv mlflow.M
 	}
 	d := gate.Evaluate(ev)
 	for _, c := range d.Checks {
-		r.metrics.CheckResult(gate.Name, c.Name, c.Result)
+		r.metrics.CheckResult(gate.Name, c.Name, string(c.Result))
 	}
 	return d, nil
 }
@@ -155,7 +155,7 @@ func (r *Reconciler) finish(ctx context.Context, gate *rules.Gate, mv mlflow.Mod
 		return nil
 	}
 	if o.status != StatusRolledBack { // rollbacks have their own counter
-		r.metrics.Decision(gate.Name, decisionOutcome(o.status))
+		r.metrics.Decision(gate.Name, string(decisionOutcome(o.status)))
 	}
 	// The audit line: who decided what, on which evidence.
 	r.logger.Info("decision", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "status", string(o.status),

@@ -165,7 +165,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 // collect runs the searches of a pass. An idle incremental pass on any registry makes
 // four requests: the newest versions (one page), open reviews, rollback requests and
 // re-evaluation requests, the last three filtered by tag on the server.
-func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionKey]*item, map[versionKey]string, error) {
+func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionKey]*item, map[versionKey]openReview, error) {
 	r.mu.Lock()
 	full := r.lastFull.IsZero() || start.Sub(r.lastFull) >= r.cfg.FullScanInterval
 	newest := r.newest
@@ -206,7 +206,7 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		return nil, nil, fmt.Errorf("search new versions: %w", err)
 	}
 
-	pending := map[versionKey]string{}
+	pending := map[versionKey]openReview{}
 	for _, q := range []struct {
 		what, filter string
 	}{
@@ -217,7 +217,7 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		if err := r.search(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}, func(mv mlflow.ModelVersion) bool {
 			add(mv, full)
 			if mv.Tags[TagStatus] == string(StatusPendingReview) {
-				pending[versionKey{mv.Name, mv.Version}] = mv.Tags[TagGate]
+				pending[versionKey{mv.Name, mv.Version}] = openReviewOf(mv)
 			}
 			return true
 		}); err != nil {
@@ -318,9 +318,20 @@ func (r *Reconciler) Nudge(model, version string) {
 	r.mu.Unlock()
 }
 
+// openReview is a version waiting for review: its gate and when review was requested.
+type openReview struct {
+	gate      string
+	requested time.Time
+}
+
+func openReviewOf(mv mlflow.ModelVersion) openReview {
+	t, _ := time.Parse(time.RFC3339, mv.Tags[TagDecidedAt])
+	return openReview{gate: mv.Tags[TagGate], requested: t}
+}
+
 // handle works on the items: models in parallel (bounded), each model's versions in
-// order. It returns the versions still pending review, with their gate.
-func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pending map[versionKey]string) map[versionKey]string {
+// order. It returns the versions still pending review.
+func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pending map[versionKey]openReview) map[versionKey]openReview {
 	byModel := map[string][]*item{}
 	for _, it := range items {
 		byModel[it.mv.Name] = append(byModel[it.mv.Name], it)
@@ -349,9 +360,12 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 					r.failed(k)
 				}
 				mu.Lock()
-				if status == StatusPendingReview {
-					pending[k] = gate
-				} else if status != "" {
+				switch _, known := pending[k]; {
+				case status == StatusPendingReview && !known:
+					// Requested in this pass; a review that stays open keeps the time the
+					// search read (a re-request shows from the next pass on).
+					pending[k] = openReview{gate: gate, requested: r.now()}
+				case status != "" && status != StatusPendingReview:
 					delete(pending, k)
 				}
 				mu.Unlock()
@@ -365,13 +379,18 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 
 // pendingByGate counts open reviews per gate, listing every gate of the policy so a
 // gauge goes back to 0 when its last review closes.
-func (r *Reconciler) pendingByGate(pending map[versionKey]string) map[string]int {
-	out := map[string]int{}
+func (r *Reconciler) pendingByGate(pending map[versionKey]openReview) map[string]PendingReviews {
+	out := map[string]PendingReviews{}
 	for _, g := range r.policy.Gates {
-		out[g.Name] = 0
+		out[g.Name] = PendingReviews{}
 	}
-	for _, gate := range pending {
-		out[gate]++
+	for _, o := range pending {
+		p := out[o.gate]
+		p.Count++
+		if !o.requested.IsZero() && (p.Oldest.IsZero() || o.requested.Before(p.Oldest)) {
+			p.Oldest = o.requested
+		}
+		out[o.gate] = p
 	}
 	return out
 }

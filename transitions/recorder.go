@@ -1,27 +1,24 @@
 package transitions
 
-import (
-	"time"
-
-	"github.com/modelgate/modelgate/rules"
-)
+import "time"
 
 // Recorder receives what the reconciler does, as events; package metrics turns them
 // into Prometheus metrics. Label values are gate and check names from the policy and
 // fixed words, never versions or user text.
 type Recorder interface {
-	// Decision counts a status written: approved, pending_review, rejected or expired.
-	Decision(gate string, outcome Status)
-	// CheckResult counts one check's result.
-	CheckResult(gate, check string, result rules.Result)
+	// Decision counts a decision written: outcome is approved, pending_review,
+	// rejected or expired (a promotion counts as approved).
+	Decision(gate, outcome string)
+	// CheckResult counts one check's result: pass, fail or missing.
+	CheckResult(gate, check, result string)
 	// Promotion counts an attempt to promote: target is "alias" or "stage"; result is
 	// "promoted", "skipped" (a newer version holds the target) or "failed".
 	Promotion(gate, target, result string)
 	// Rollback counts a rollback carried out.
 	Rollback(gate string)
-	// ReviewsPending sets the number of versions waiting for review, per gate, as read
-	// from the registry (gates without any are reported with 0).
-	ReviewsPending(byGate map[string]int)
+	// ReviewsPending reports the open reviews per gate, as read from the registry each
+	// pass (every gate of the policy is listed, with 0 when it has none).
+	ReviewsPending(byGate map[string]PendingReviews)
 	// ReviewWait observes the time from the review request to a person's decision.
 	ReviewWait(d time.Duration)
 	// DecisionLatency observes the time from a version's creation to its first decision.
@@ -30,14 +27,20 @@ type Recorder interface {
 	Poll(d time.Duration, err error)
 }
 
+// PendingReviews is the open reviews of one gate.
+type PendingReviews struct {
+	Count  int
+	Oldest time.Time // when the oldest open review was requested; zero when Count is 0
+}
+
 // nopRecorder records nothing.
 type nopRecorder struct{}
 
-func (nopRecorder) Decision(string, Status)                  {}
-func (nopRecorder) CheckResult(string, string, rules.Result) {}
+func (nopRecorder) Decision(string, string)                  {}
+func (nopRecorder) CheckResult(string, string, string)       {}
 func (nopRecorder) Promotion(string, string, string)         {}
 func (nopRecorder) Rollback(string)                          {}
-func (nopRecorder) ReviewsPending(map[string]int)            {}
+func (nopRecorder) ReviewsPending(map[string]PendingReviews) {}
 func (nopRecorder) ReviewWait(time.Duration)                 {}
 func (nopRecorder) DecisionLatency(time.Duration)            {}
 func (nopRecorder) Poll(time.Duration, error)                {}

@@ -1,0 +1,217 @@
+// Package metrics holds modelgate's Prometheus metrics, registered on a registry of
+// their own (never the global default), with the Go and process collectors. Callers
+// report events (a decision, a promotion, an MLflow request) through methods; the metrics
+// themselves stay private to this package.
+//
+// Labels carry only gate and check names from the policy and fixed words (outcomes,
+// results, endpoint names, HTTP codes): never model versions or anything a user typed.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modelgate/modelgate/rules"
+	"github.com/modelgate/modelgate/transitions"
+)
+
+const namespace = "modelgate"
+
+// Label values known in advance: series for them are created at start-up with value 0,
+// so rate() and alerts see a series before the first event.
+var (
+	outcomes      = []string{"approved", "pending_review", "rejected", "expired"}
+	checkResults  = []string{"pass", "fail", "missing"}
+	promoTargets  = []string{"alias", "stage"}
+	promoResults  = []string{"promoted", "skipped", "failed"}
+	notifyResults = []string{"sent", "failed", "dropped"}
+	webhookResult = []string{"accepted", "duplicate", "ignored", "bad_signature", "stale", "malformed", "too_large"}
+)
+
+// Metrics is every metric modelgate exports.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	decisions          *prometheus.CounterVec
+	checkResults       *prometheus.CounterVec
+	promotions         *prometheus.CounterVec
+	rollbacks          *prometheus.CounterVec
+	reviewsPending     *prometheus.GaugeVec
+	oldestReview       *prometheus.GaugeVec
+	reviewWait         prometheus.Histogram
+	decisionLatency    prometheus.Histogram
+	pollDuration       prometheus.Histogram
+	pollErrors         prometheus.Counter
+	lastSuccessfulPoll prometheus.Gauge
+	mlflowRequests     *prometheus.CounterVec
+	mlflowDuration     *prometheus.HistogramVec
+	notifications      *prometheus.CounterVec
+	webhookDeliveries  *prometheus.CounterVec
+}
+
+// New creates the metrics on a new registry. version is modelgate's build version, for
+// modelgate_build_info.
+func New(version string) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "decisions_total",
+			Help: "Decisions written to the registry, by gate and outcome (approved, pending_review, rejected, expired). A promotion counts as approved."},
+			[]string{"gate", "outcome"}),
+		checkResults: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "check_results_total",
+			Help: "Check evaluations, by gate, check and result (pass, fail, missing)."},
+			[]string{"gate", "check", "result"}),
+		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "promotions_total",
+			Help: "Promotion attempts, by gate, target kind (alias, stage) and result (promoted, skipped because a newer version holds the target, failed)."},
+			[]string{"gate", "target", "result"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rollbacks_total",
+			Help: "Rollbacks carried out (modelgate.rollback), by gate."},
+			[]string{"gate"}),
+		reviewsPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "reviews_pending",
+			Help: "Versions waiting for review, by gate, as read from the registry on the last pass."},
+			[]string{"gate"}),
+		oldestReview: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "review_oldest_pending_timestamp_seconds",
+			Help: "When the oldest open review of a gate was requested (Unix seconds); no series for a gate without open reviews."},
+			[]string{"gate"}),
+		reviewWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "review_wait_seconds",
+			Help:    "Time from a review request to a person's decision.",
+			Buckets: []float64{60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 3 * 86400, 7 * 86400}}),
+		decisionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "decision_latency_seconds",
+			Help:    "Time from a version's creation in MLflow to modelgate's first decision on it.",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 86400}}),
+		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "poll_duration_seconds",
+			Help:    "Duration of a reconcile pass (searching the registry and handling what it found).",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}}),
+		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "poll_errors_total",
+			Help: "Reconcile passes that could not read MLflow."}),
+		lastSuccessfulPoll: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_successful_poll_timestamp_seconds",
+			Help: "When the last reconcile pass that could read MLflow ended (Unix seconds)."}),
+		mlflowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "mlflow_requests_total",
+			Help: "HTTP requests to MLflow, retries included, by endpoint and status code (\"error\" when no response came)."},
+			[]string{"endpoint", "code"}),
+		mlflowDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "mlflow_request_duration_seconds",
+			Help:    "Duration of HTTP requests to MLflow, by endpoint.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}},
+			[]string{"endpoint"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "notifications_total",
+			Help: "Notifications, by format (slack, json) and result (sent, failed after retries, dropped because the queue was full)."},
+			[]string{"format", "result"}),
+		webhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "webhook_deliveries_total",
+			Help: "MLflow webhook deliveries received, by result."},
+			[]string{"result"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
+		Help: "Always 1; the labels say which modelgate is running."}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
+		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
+		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
+	)
+	for _, r := range webhookResult {
+		m.webhookDeliveries.WithLabelValues(r)
+	}
+	return m
+}
+
+// InitPolicy creates the zero-valued series of every gate and check of the policy, and
+// of the notification formats it uses, so dashboards and alerts have series to work with
+// before the first event.
+func (m *Metrics) InitPolicy(p *rules.Policy) {
+	for _, g := range p.Gates {
+		gate := g.Name
+		for _, o := range outcomes {
+			m.decisions.WithLabelValues(gate, o)
+		}
+		for _, c := range g.Checks {
+			for _, r := range checkResults {
+				m.checkResults.WithLabelValues(gate, c.Name, r)
+			}
+		}
+		for _, t := range promoTargets {
+			for _, r := range promoResults {
+				m.promotions.WithLabelValues(gate, t, r)
+			}
+		}
+		m.rollbacks.WithLabelValues(gate)
+		m.reviewsPending.WithLabelValues(gate)
+	}
+	for _, n := range p.Notifications {
+		for _, r := range notifyResults {
+			m.notifications.WithLabelValues(n.Format, r)
+		}
+	}
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// Registry returns the registry (for tests: testutil.GatherAndLint).
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Decision implements transitions.Recorder.
+func (m *Metrics) Decision(gate, outcome string) { m.decisions.WithLabelValues(gate, outcome).Inc() }
+
+// CheckResult implements transitions.Recorder.
+func (m *Metrics) CheckResult(gate, check, result string) {
+	m.checkResults.WithLabelValues(gate, check, result).Inc()
+}
+
+// Promotion implements transitions.Recorder.
+func (m *Metrics) Promotion(gate, target, result string) {
+	m.promotions.WithLabelValues(gate, target, result).Inc()
+}
+
+// Rollback implements transitions.Recorder.
+func (m *Metrics) Rollback(gate string) { m.rollbacks.WithLabelValues(gate).Inc() }
+
+// ReviewsPending implements transitions.Recorder: the gauges are set from what the
+// registry holds, never counted up and down, so they are right after a restart.
+func (m *Metrics) ReviewsPending(byGate map[string]transitions.PendingReviews) {
+	for gate, p := range byGate {
+		m.reviewsPending.WithLabelValues(gate).Set(float64(p.Count))
+		if p.Count == 0 || p.Oldest.IsZero() {
+			m.oldestReview.DeleteLabelValues(gate)
+			continue
+		}
+		m.oldestReview.WithLabelValues(gate).Set(float64(p.Oldest.UnixMilli()) / 1000)
+	}
+}
+
+// ReviewWait implements transitions.Recorder.
+func (m *Metrics) ReviewWait(d time.Duration) { m.reviewWait.Observe(max(d.Seconds(), 0)) }
+
+// DecisionLatency implements transitions.Recorder.
+func (m *Metrics) DecisionLatency(d time.Duration) { m.decisionLatency.Observe(max(d.Seconds(), 0)) }
+
+// Poll implements transitions.Recorder.
+func (m *Metrics) Poll(d time.Duration, err error) {
+	m.pollDuration.Observe(d.Seconds())
+	if err != nil {
+		m.pollErrors.Inc()
+		return
+	}
+	m.lastSuccessfulPoll.SetToCurrentTime()
+}
+
+// ObserveMLflowRequest implements mlflow.Observer.
+func (m *Metrics) ObserveMLflowRequest(endpoint, code string, d time.Duration) {
+	m.mlflowRequests.WithLabelValues(endpoint, code).Inc()
+	m.mlflowDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// Notification implements transitions.NotificationRecorder.
+func (m *Metrics) Notification(format, result string) {
+	m.notifications.WithLabelValues(format, result).Inc()
+}
+
+// WebhookDelivery counts a webhook delivery by result.
+func (m *Metrics) WebhookDelivery(result string) { m.webhookDeliveries.WithLabelValues(result).Inc() }
