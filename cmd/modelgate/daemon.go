@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/metrics"
 	"github.com/modelgate/modelgate/transitions"
 )
 
@@ -44,7 +45,9 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return printPolicyError(stdout, stderr, err)
 	}
 	logger := newLogger(cfg, stderr)
-	client, err := newClient(cfg, logger, nil)
+	m := metrics.New(buildVersion())
+	m.InitPolicy(policy)
+	client, err := newClient(cfg, logger, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
 		return exitUsage
@@ -54,6 +57,7 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		UIURL:     cfg.UIURL,
 		Logger:    logger,
+		Recorder:  m,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
@@ -71,6 +75,7 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		Writer:       writer,
 		Policy:       policy,
 		Logger:       logger,
+		Metrics:      m,
 		Notifier:     notifier,
 		Concurrency:  cfg.Concurrency,
 		Since:        cfg.Since.Cutoff(start),
@@ -99,6 +104,7 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	}
 
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", transitions.LiveHandler())
 	mux.Handle("GET /readyz", rec.ReadyHandler(client, 3*cfg.PollInterval+time.Minute))
 	srv := &http.Server{Addr: cfg.ListenAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -107,7 +113,7 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", cfg.ListenAddr, err)
 		return exitUsage
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "paths", "/healthz /readyz")
+	logger.Info("serving", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
