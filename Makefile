@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit vet fuzz mlflow demo clean
+.PHONY: all build test unit vet fuzz mlflow tools rules-test demo clean
 
 all: build
 
@@ -18,18 +18,31 @@ build:
 mlflow:
 	scripts/install-mlflow.sh
 
+# helm (go install) and Debian's prometheus/promtool, for the chart and alert tests.
+tools:
+	scripts/install-tools.sh
+
+# The alert rules: promtool's syntax check and unit tests (fires / stays quiet).
+rules-test:
+	promtool check rules charts/modelgate/rules/modelgate.rules.yml
+	cd charts/modelgate/rules && promtool test rules modelgate.rules.test.yml
+
 # MLflow on 127.0.0.1:5000 with three registered versions, and modelgate watching them.
 demo:
 	scripts/demo.sh
 
 vet:
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 
-# Every test: unit tests, integration tests against a real MLflow server, and the fuzz
-# targets' seed corpora. Set CI=true to make a missing MLflow a failure, not a skip.
-test: mlflow vet
+# Every test: unit tests, integration tests against a real MLflow server (and a real
+# Prometheus, helm), the alert rule tests, and the fuzz targets' seed corpora. Set
+# CI=true to make a missing tool a failure, not a skip.
+test: mlflow tools vet
+	@if command -v promtool >/dev/null; then $(MAKE) --no-print-directory rules-test; \
+	  elif [ -n "$$CI" ]; then echo "promtool missing" >&2; exit 1; \
+	  else echo "promtool missing: alert rule tests skipped (make tools)"; fi
 	go test $(GO_TEST_FLAGS) ./...
 
 # Unit tests only: -short skips everything that needs a real MLflow server.
@@ -39,6 +52,8 @@ unit:
 # Each fuzz target for FUZZTIME (longer runs: make fuzz FUZZTIME=10m).
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./mlflow
+	go test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./rules
+	go test -run '^$$' -fuzz '^FuzzWithReport$$' -fuzztime $(FUZZTIME) ./transitions
 
 clean:
 	rm -rf bin
