@@ -10,12 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/rules"
 )
 
 // actor names who took a decision, in logs and notifications.
 const actorModelgate = "modelgate"
+
+// parallelWrites bounds the writes for one version in flight at once.
+const parallelWrites = 4
 
 // handleVersion does what one version needs and returns the status it ends with ("" when
 // nothing was decided) and its gate.
@@ -105,6 +110,9 @@ type outcome struct {
 	extra   map[string]string
 	keepAt  bool // keep modelgate.decided_at (a review still open)
 	quietly bool // a report refresh, not a decision: no log line as a decision, no metric
+	// move, when set, runs after the report and tags are written and before the status:
+	// the promotion itself.
+	move func(ctx context.Context) error
 }
 
 // finish writes a decision in crash-safe order: the report section, then the
@@ -127,9 +135,6 @@ func (r *Reconciler) finish(ctx context.Context, gate *rules.Gate, mv mlflow.Mod
 		notes = append(slices.Clip(notes), n)
 	}
 	report := gate.Report(d, string(o.status), decidedAt, o.tally, notes...)
-	if err := r.writeReport(ctx, mv, report); err != nil {
-		return err
-	}
 	tags := map[string]string{
 		TagGate:           gate.Name,
 		TagSummary:        report.Summary(),
@@ -138,11 +143,22 @@ func (r *Reconciler) finish(ctx context.Context, gate *rules.Gate, mv mlflow.Mod
 		TagEvidenceDigest: d.EvidenceDigest,
 	}
 	maps.Copy(tags, o.extra)
+	// The report and the informational tags are independent of one another: write them
+	// in parallel (MLflow has no batch call for version tags), then the status alone.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelWrites)
+	g.Go(func() error { return r.writeReport(gctx, mv, report) })
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		if mv.Tags[k] == tags[k] {
 			continue
 		}
-		if err := r.writer.SetModelVersionTag(ctx, mv.Name, mv.Version, k, tags[k]); err != nil {
+		g.Go(func() error { return r.writer.SetModelVersionTag(gctx, mv.Name, mv.Version, k, tags[k]) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if o.move != nil {
+		if err := o.move(ctx); err != nil {
 			return err
 		}
 	}
@@ -242,33 +258,32 @@ func (r *Reconciler) promote(ctx context.Context, gate *rules.Gate, mv mlflow.Mo
 		extra[TagPreviousVersion] = previous
 	}
 	notes = append([]string{note}, notes...)
-
-	// Record the previous holder, then move, then set the status.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
-	defer cancel()
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		if mv.Tags[k] != extra[k] {
-			if err := r.writer.SetModelVersionTag(wctx, mv.Name, mv.Version, k, extra[k]); err != nil {
-				r.metrics.Promotion(gate.Name, kind, "failed")
-				return "", err
-			}
-			mv.Tags = withTag(mv.Tags, k, extra[k])
+	// finish records the previous holder (with the other tags) before it moves the alias
+	// or stage, and sets the status after: a crash in between still knows where to roll
+	// back to, and leaves the version undecided.
+	move := func(ctx context.Context) error {
+		if holder == mv.Version {
+			return nil
 		}
-	}
-	if holder != mv.Version {
+		var err error
 		if p.Alias != "" {
-			err = r.writer.SetAlias(wctx, mv.Name, p.Alias, mv.Version)
+			err = r.writer.SetAlias(ctx, mv.Name, p.Alias, mv.Version)
 		} else {
-			_, err = r.writer.TransitionStage(wctx, mv.Name, mv.Version, p.Stage, p.ArchiveExisting)
+			_, err = r.writer.TransitionStage(ctx, mv.Name, mv.Version, p.Stage, p.ArchiveExisting)
 		}
 		if err != nil {
-			r.metrics.Promotion(gate.Name, kind, "failed")
-			return "", fmt.Errorf("promote %s/%s to %s: %w", mv.Name, mv.Version, p.Target(), err)
+			return fmt.Errorf("promote %s/%s to %s: %w", mv.Name, mv.Version, p.Target(), err)
 		}
+		r.logger.Info("promoted", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", p.Target(), "previous_version", previous, "by", by)
+		return nil
+	}
+	err = r.finish(ctx, gate, mv, d, outcome{status: StatusPromoted, tally: tally, notes: notes, by: by, event: rules.EventPromoted, extra: extra, move: move})
+	if err != nil {
+		r.metrics.Promotion(gate.Name, kind, "failed")
+		return "", err
 	}
 	r.metrics.Promotion(gate.Name, kind, "promoted")
-	r.logger.Info("promoted", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", p.Target(), "previous_version", previous, "by", by)
-	return StatusPromoted, r.finish(ctx, gate, mv, d, outcome{status: StatusPromoted, tally: tally, notes: notes, by: by, event: rules.EventPromoted, extra: extra})
+	return StatusPromoted, nil
 }
 
 // holder returns the version that holds the promotion target now, or "".

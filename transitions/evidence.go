@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/rules"
 )
@@ -24,57 +26,72 @@ type EvidenceReader interface {
 //
 // A run or logged model that no longer exists leaves its evidence out (the checks then
 // report it missing); any other error is returned.
+//
+// The reads are independent and run in parallel.
 func GatherEvidence(ctx context.Context, r EvidenceReader, g *rules.Gate, mv mlflow.ModelVersion) (*rules.Evidence, error) {
 	ev := &rules.Evidence{Model: mv.Name, Version: mv.Version, VersionTags: mv.Tags}
-	metrics, params, runTags, err := versionMetrics(ctx, r, mv)
-	if err != nil {
+	refs := g.Baselines()
+	bases := make([]rules.Baseline, len(refs))
+	found := make([]bool, len(refs))
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() (err error) {
+		ev.Metrics, ev.Params, ev.RunTags, err = versionMetrics(ectx, r, mv)
+		return err
+	})
+	for i, ref := range refs {
+		eg.Go(func() (err error) {
+			bases[i], found[i], err = baseline(ectx, r, mv, ref)
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	ev.Metrics, ev.Params, ev.RunTags = metrics, params, runTags
-	for _, ref := range g.Baselines() {
-		base, ok, err := baseline(ctx, r, mv, ref)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+	for i, ref := range refs {
+		if found[i] {
 			if ev.Baselines == nil {
 				ev.Baselines = map[rules.BaselineRef]rules.Baseline{}
 			}
-			ev.Baselines[ref] = base
+			ev.Baselines[ref] = bases[i]
 		}
 	}
 	return ev, nil
 }
 
-// versionMetrics reads a version's run and logged model.
+// versionMetrics reads a version's run and logged model (in parallel); the logged
+// model's metrics and params win over the run's.
 func versionMetrics(ctx context.Context, r EvidenceReader, mv mlflow.ModelVersion) (map[string]float64, map[string]string, map[string]string, error) {
-	metrics := map[string]float64{}
-	params := map[string]string{}
-	var runTags map[string]string
+	var run mlflow.Run
+	var lm mlflow.LoggedModel
+	eg, ectx := errgroup.WithContext(ctx)
 	if mv.RunID != "" {
-		run, err := r.GetRun(ctx, mv.RunID)
-		switch {
-		case mlflow.IsNotFound(err):
-		case err != nil:
-			return nil, nil, nil, fmt.Errorf("read run %s of %s/%s: %w", mv.RunID, mv.Name, mv.Version, err)
-		default:
-			maps.Copy(metrics, mlflow.LatestMetrics(run.Data.Metrics))
-			maps.Copy(params, mlflow.ParamMap(run.Data.Params))
-			runTags = run.Data.Tags
-		}
+		eg.Go(func() (err error) {
+			if run, err = r.GetRun(ectx, mv.RunID); mlflow.IsNotFound(err) {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("read run %s of %s/%s: %w", mv.RunID, mv.Name, mv.Version, err)
+			}
+			return nil
+		})
 	}
 	if id := mv.LoggedModelID(); id != "" {
-		lm, err := r.GetLoggedModel(ctx, id)
-		switch {
-		case mlflow.IsNotFound(err):
-		case err != nil:
-			return nil, nil, nil, fmt.Errorf("read logged model %s of %s/%s: %w", id, mv.Name, mv.Version, err)
-		default:
-			maps.Copy(metrics, mlflow.LatestMetrics(lm.Data.Metrics))
-			maps.Copy(params, mlflow.ParamMap(lm.Data.Params))
-		}
+		eg.Go(func() (err error) {
+			if lm, err = r.GetLoggedModel(ectx, id); mlflow.IsNotFound(err) {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("read logged model %s of %s/%s: %w", id, mv.Name, mv.Version, err)
+			}
+			return nil
+		})
 	}
-	return metrics, params, runTags, nil
+	if err := eg.Wait(); err != nil {
+		return nil, nil, nil, err
+	}
+	metrics := mlflow.LatestMetrics(run.Data.Metrics)
+	maps.Copy(metrics, mlflow.LatestMetrics(lm.Data.Metrics))
+	params := mlflow.ParamMap(run.Data.Params)
+	maps.Copy(params, mlflow.ParamMap(lm.Data.Params))
+	return metrics, params, run.Data.Tags, nil
 }
 
 // baseline finds the version a baseline ref points at and reads its metrics. No version

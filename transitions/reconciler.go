@@ -48,6 +48,10 @@ type Config struct {
 	// WriteTimeout bounds the writes for one version once started; they are not cut by
 	// shutdown, so a version is never left half-written by a SIGTERM (default 30s).
 	WriteTimeout time.Duration
+	// Debounce is how long Run waits after a nudge for more before it acts, so a burst
+	// of webhook events for one version (created, then several tags) leads to one
+	// evaluation (default 100ms).
+	Debounce time.Duration
 }
 
 // Page sizes: an incremental pass usually needs one page; a full scan pages through
@@ -76,6 +80,8 @@ type Reconciler struct {
 	lastSuccess time.Time // when the last pass that could read MLflow ended
 	retry       map[versionKey]retryState
 	nudged      map[versionKey]bool
+	pending     map[versionKey]openReview // open reviews as of the last pass
+	wake        chan struct{}             // a nudge arrived
 }
 
 type versionKey struct{ model, version string }
@@ -112,28 +118,67 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.FullScanInterval = cmp.Or(cfg.FullScanInterval, 10*time.Minute)
 	cfg.Lookback = cmp.Or(cfg.Lookback, 30*time.Second)
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
+	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
 	return &Reconciler{
 		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, policy: cfg.Policy, logger: cfg.Logger,
 		metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
 		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{},
+		pending: map[versionKey]openReview{}, wake: make(chan struct{}, 1),
 	}, nil
 }
 
-// Run reconciles every PollInterval until ctx ends. A pass that fails is logged and
-// counted, and the loop goes on.
+// Run reconciles every PollInterval, and shortly after each nudge, until ctx ends. A
+// pass that fails is logged and counted, and the loop goes on. Passes never overlap, so
+// no version is handled by two at once.
 func (r *Reconciler) Run(ctx context.Context) error {
 	ticker := time.NewTicker(r.cfg.PollInterval)
 	defer ticker.Stop()
-	for {
-		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+	pass := func(run func(context.Context) error) {
+		if err := run(ctx); err != nil && ctx.Err() == nil {
 			r.logger.Error("reconcile pass failed", "error", err)
 		}
+	}
+	pass(r.RunOnce)
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+			pass(r.RunOnce)
+		case <-r.wake:
+			select { // gather the rest of a burst
+			case <-ctx.Done():
+				return nil
+			case <-time.After(r.cfg.Debounce):
+			}
+			pass(r.RunNudged)
 		}
 	}
+}
+
+// RunNudged handles only the versions nudged since the last pass (and retries that are
+// due): no search, one read per version.
+func (r *Reconciler) RunNudged(ctx context.Context) error {
+	items := map[versionKey]*item{}
+	if err := r.readDue(ctx, r.now(), items); err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	pending := maps.Clone(r.pending)
+	r.mu.Unlock()
+	r.settle(r.handle(ctx, items, pending))
+	return nil
+}
+
+// settle records the open reviews a pass ended with.
+func (r *Reconciler) settle(pending map[versionKey]openReview) {
+	r.mu.Lock()
+	r.pending = pending
+	r.mu.Unlock()
+	r.metrics.ReviewsPending(r.pendingByGate(pending))
 }
 
 // item is a version to look at in this pass, with the reasons it was found for.
@@ -153,8 +198,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 		r.metrics.Poll(r.now().Sub(start), err)
 		return err
 	}
-	pendingAfter := r.handle(ctx, items, pendingBefore)
-	r.metrics.ReviewsPending(r.pendingByGate(pendingAfter))
+	r.settle(r.handle(ctx, items, pendingBefore))
 	r.mu.Lock()
 	r.lastSuccess = r.now()
 	r.mu.Unlock()
@@ -225,20 +269,8 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		}
 	}
 
-	// Versions to retry, and versions a webhook pointed at: read one by one.
-	for _, k := range r.due(start) {
-		if _, ok := items[k]; ok {
-			continue
-		}
-		mv, err := r.reader.GetModelVersion(ctx, k.model, k.version)
-		switch {
-		case mlflow.IsNotFound(err):
-			r.forget(k)
-		case err != nil:
-			return nil, nil, fmt.Errorf("read %s/%s: %w", k.model, k.version, err)
-		default:
-			add(mv, false)
-		}
+	if err := r.readDue(ctx, start, items); err != nil {
+		return nil, nil, err
 	}
 
 	r.mu.Lock()
@@ -248,6 +280,33 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 	}
 	r.mu.Unlock()
 	return items, pending, nil
+}
+
+// readDue reads, one by one, the versions to retry and those a webhook pointed at.
+func (r *Reconciler) readDue(ctx context.Context, now time.Time, items map[versionKey]*item) error {
+	keys := r.due(now)
+	for i, k := range keys {
+		if _, ok := items[k]; ok {
+			continue
+		}
+		mv, err := r.reader.GetModelVersion(ctx, k.model, k.version)
+		switch {
+		case mlflow.IsNotFound(err):
+			r.forget(k)
+		case err != nil:
+			// Keep what is left for the next scheduled pass (without waking Run again:
+			// MLflow is failing, and a tight retry loop would not help it).
+			r.mu.Lock()
+			for _, rest := range keys[i:] {
+				r.nudged[rest] = true
+			}
+			r.mu.Unlock()
+			return fmt.Errorf("read %s/%s: %w", k.model, k.version, err)
+		default:
+			items[k] = &item{mv: mv}
+		}
+	}
+	return nil
 }
 
 // search calls fn for each version of a search, page by page, until fn returns false.
@@ -311,11 +370,16 @@ func (r *Reconciler) failed(k versionKey) {
 	r.retry[k] = s
 }
 
-// Nudge asks for a version to be looked at in the next pass (webhooks call it).
+// Nudge asks for a version to be looked at soon (webhooks call it): Run handles it after
+// Debounce, with whatever else was nudged meanwhile.
 func (r *Reconciler) Nudge(model, version string) {
 	r.mu.Lock()
 	r.nudged[versionKey{model, version}] = true
 	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default: // a pass is already due
+	}
 }
 
 // openReview is a version waiting for review: its gate and when review was requested.

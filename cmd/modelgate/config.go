@@ -36,6 +36,7 @@ type Config struct {
 	ListenAddr    string        `env:"MODELGATE_LISTEN_ADDR" envDefault:":9464"`
 	DryRun        bool          `env:"MODELGATE_DRY_RUN"`
 	WebhookSecret Secret        `env:"MODELGATE_WEBHOOK_SECRET"`
+	WebhookURL    string        `env:"MODELGATE_WEBHOOK_URL"`
 	Since         Since         `env:"MODELGATE_SINCE" envDefault:"24h"`
 	Concurrency   int           `env:"MODELGATE_CONCURRENCY" envDefault:"8"`
 	LogLevel      LogLevel      `env:"MODELGATE_LOG_LEVEL" envDefault:"info"`
@@ -105,6 +106,13 @@ func (c Config) validate() []string {
 	}
 	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
 		p = append(p, fmt.Sprintf("MODELGATE_CONCURRENCY=%d: must be between 1 and %d", c.Concurrency, maxConcurrency))
+	}
+	if c.WebhookURL != "" {
+		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p = append(p, "MODELGATE_WEBHOOK_URL: must be the http(s) URL MLflow should call, e.g. https://modelgate.example.com/webhooks/mlflow")
+		} else if c.WebhookSecret == "" {
+			p = append(p, "MODELGATE_WEBHOOK_URL is set but MODELGATE_WEBHOOK_SECRET is not: modelgate registers its webhook with a secret and refuses unsigned deliveries")
+		}
 	}
 	if c.UIURL != "" {
 		if u, err := url.Parse(c.UIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

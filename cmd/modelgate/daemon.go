@@ -107,13 +107,32 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", transitions.LiveHandler())
 	mux.Handle("GET /readyz", rec.ReadyHandler(client, 3*cfg.PollInterval+time.Minute))
+	paths := "/metrics /healthz /readyz"
+	if secret := cfg.WebhookSecret.Reveal(); secret != "" {
+		receiver, err := transitions.NewWebhookReceiver(transitions.WebhookOptions{
+			Secret: []byte(secret), Nudger: rec, Recorder: m, Logger: logger,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "modelgate: %v\n", err)
+			return exitUsage
+		}
+		mux.Handle("/webhooks/mlflow", receiver)
+		paths += " /webhooks/mlflow"
+		if cfg.WebhookURL != "" && !cfg.DryRun {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				transitions.KeepWebhookRegistered(ctx, client, cfg.WebhookURL, []byte(secret), logger)
+			}()
+		}
+	}
 	srv := &http.Server{Addr: cfg.ListenAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", cfg.ListenAddr, err)
 		return exitUsage
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

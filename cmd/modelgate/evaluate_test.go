@@ -17,6 +17,7 @@ var mlflowServer = mlflowtest.NewShared(mlflowtest.Options{})
 func TestMain(m *testing.M) {
 	code := m.Run()
 	mlflowServer.Close()
+	webhookServer.Close()
 	os.Exit(code)
 }
 
