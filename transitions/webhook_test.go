@@ -74,8 +74,12 @@ func TestWebhookDeliveries(t *testing.T) {
 		nudged bool
 	}{
 		{"a new version", func() *http.Request { return delivery("d1", fixedNow, created, hookSecret) }, 202, "accepted", true},
-		{"a vote", func() *http.Request { return delivery("d2", fixedNow, tagEvent("set", "modelgate.approve.alice"), hookSecret) }, 202, "accepted", true},
-		{"a vote withdrawn", func() *http.Request { return delivery("d3", fixedNow, tagEvent("deleted", "modelgate.approve.alice"), hookSecret) }, 202, "accepted", true},
+		{"a vote", func() *http.Request {
+			return delivery("d2", fixedNow, tagEvent("set", "modelgate.approve.alice"), hookSecret)
+		}, 202, "accepted", true},
+		{"a vote withdrawn", func() *http.Request {
+			return delivery("d3", fixedNow, tagEvent("deleted", "modelgate.approve.alice"), hookSecret)
+		}, 202, "accepted", true},
 		{"a rollback request", func() *http.Request { return delivery("d4", fixedNow, tagEvent("set", TagRollback), hookSecret) }, 202, "accepted", true},
 		{"an evidence tag", func() *http.Request { return delivery("d5", fixedNow, tagEvent("set", "security_scan"), hookSecret) }, 202, "accepted", true},
 		{"a tag modelgate wrote itself", func() *http.Request { return delivery("d6", fixedNow, tagEvent("set", TagStatus), hookSecret) }, 200, "ignored", false},

@@ -32,7 +32,9 @@ func startDaemon(t *testing.T, env []string) (addr string, logs *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs) }()
+	go func() {
+		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != exitOK {
@@ -125,7 +127,9 @@ func startDaemonWithWebhook(t *testing.T, env []string) (string, *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs) }()
+	go func() {
+		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != exitOK {
