@@ -41,25 +41,24 @@ type Config struct {
 	// incremental passes (default 10m). The first pass is always a full scan.
 	FullScanInterval time.Duration
 	// Lookback is how far before the newest version seen an incremental pass looks
-	// again, for versions whose creation committed after a newer one's (default 30s).
-	// Versions registered within it are paged through on every pass; an idle pass
-	// (nothing registered within the lookback) reads one page.
+	// again on its first page, for versions whose creation committed after a newer one's
+	// (default 30s). An idle pass reads one page whatever the registry holds.
 	Lookback time.Duration
 	// WriteTimeout bounds the writes for one version once started; they are not cut by
 	// shutdown, so a version is never left half-written by a SIGTERM (default 30s).
 	WriteTimeout time.Duration
+	// PageSize is the page size of an incremental pass (default 200; a full scan uses
+	// 1,000).
+	PageSize int
 	// Debounce is how long Run waits after a nudge for more before it acts, so a burst
 	// of webhook events for one version (created, then several tags) leads to one
 	// evaluation (default 100ms).
 	Debounce time.Duration
 }
 
-// Page sizes: an incremental pass usually needs one page; a full scan pages through
-// everything since the Since time.
-const (
-	incrementalPageSize = 200
-	fullScanPageSize    = 1000
-)
+// fullScanPageSize is the page size of a full scan, which pages through everything
+// since the Since time (an incremental pass usually needs one page of Config.PageSize).
+const fullScanPageSize = 1000
 
 // Reconciler watches the registry and applies the policy. It keeps no state that
 // matters across restarts: what it remembers (the newest version seen, versions to retry)
@@ -119,6 +118,7 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.Lookback = cmp.Or(cfg.Lookback, 30*time.Second)
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
+	cfg.PageSize = cmp.Or(cfg.PageSize, 200)
 	return &Reconciler{
 		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, policy: cfg.Policy, logger: cfg.Logger,
 		metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
@@ -225,29 +225,46 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		items[k] = &item{mv: mv, full: full}
 	}
 
-	// New versions, newest first, down to the Since time (full scan) or to a little
-	// before the newest version seen (incremental). MLflow cannot filter on time and
-	// pages by offset: a version registered while paging shifts the rest down, which
-	// repeats one (harmless); the full scan catches what a deletion may skip.
+	// New versions, newest first. A full scan goes down to the Since time. An incremental
+	// pass reads the first page, and the next ones only while a page brings versions newer
+	// than any seen before (a burst of registrations), down to Lookback before the newest
+	// seen: the versions of that first page whose creation committed out of order are
+	// caught; anything older that the offset paging of MLflow may skip (rows added or
+	// deleted while paging) is caught by the next full scan, and at once by webhooks.
 	cutoff := r.cfg.Since.UnixMilli()
 	pageSize := fullScanPageSize
 	if !full {
 		cutoff = max(cutoff, newest-r.cfg.Lookback.Milliseconds())
-		pageSize = incrementalPageSize
+		pageSize = r.cfg.PageSize
 	}
 	seenNewest := newest
 	opts := mlflow.SearchOptions{OrderBy: []string{"creation_timestamp DESC"}, PageSize: pageSize}
-	if err := r.search(ctx, opts, func(mv mlflow.ModelVersion) bool {
-		if mv.CreationTimestamp < cutoff {
-			return false
+	token, tokens := "", map[string]bool{}
+	for {
+		page, next, err := r.reader.SearchModelVersionsPage(ctx, opts, token)
+		if err != nil {
+			return nil, nil, fmt.Errorf("search new versions: %w", err)
 		}
-		seenNewest = max(seenNewest, mv.CreationTimestamp)
-		if mv.Tags[TagStatus] == "" || full {
-			add(mv, full)
+		brandNew, below := false, false
+		for _, mv := range page {
+			if mv.CreationTimestamp < cutoff {
+				below = true
+				break
+			}
+			brandNew = brandNew || mv.CreationTimestamp > newest
+			seenNewest = max(seenNewest, mv.CreationTimestamp)
+			if mv.Tags[TagStatus] == "" || full {
+				add(mv, full)
+			}
 		}
-		return true
-	}); err != nil {
-		return nil, nil, fmt.Errorf("search new versions: %w", err)
+		if next == "" || below || (!full && !brandNew) {
+			break
+		}
+		if tokens[next] {
+			return nil, nil, fmt.Errorf("search new versions: %w: %q", mlflow.ErrPagingLoop, next)
+		}
+		tokens[next] = true
+		token = next
 	}
 
 	pending := map[versionKey]openReview{}

@@ -416,9 +416,6 @@ func TestIdleCycleRequestCount(t *testing.T) {
 			}
 		}
 		f.create(borderline(f.model))
-		// Idle means nothing registered within the lookback: with a lookback of 1ms the
-		// versions just seeded count as old without waiting 30s.
-		f.rec.cfg.Lookback = time.Millisecond
 		f.pass() // start-up: a full scan
 		f.pass() // settles the review report
 		before := f.reqs.snapshot()
@@ -432,5 +429,36 @@ func TestIdleCycleRequestCount(t *testing.T) {
 		if total != 4 {
 			t.Fatalf("%d versions: %d requests in an idle pass, want 4 (newest page, open reviews, rollback requests, re-evaluation requests)", n, total)
 		}
+	}
+}
+
+// TestBurstOfNewVersionsIsFollowedAcrossPages: more versions registered between two
+// passes than one page holds are all found by the next incremental pass.
+func TestBurstOfNewVersionsIsFollowedAcrossPages(t *testing.T) {
+	f := newFixture(t, "gates:\n  - name: gate-MODEL\n    models: [\"MODEL\"]\n")
+	f.rec.cfg.PageSize = 10
+	f.pass()     // start-up full scan
+	const n = 25 // two full pages and a bit
+	if _, err := f.client.CreateRegisteredModel(f.ctx, f.model, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := f.client.CreateModelVersion(f.ctx, mlflow.CreateModelVersionRequest{Name: f.model, Source: "s3://bucket/m"}); err != nil {
+			t.Fatalf("version %d: %v", i, err)
+		}
+	}
+	f.pass() // incremental
+	vs, err := f.client.SearchModelVersions(f.ctx, mlflow.SearchOptions{Filter: "name = '" + f.model + "'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	undecided := 0
+	for _, mv := range vs {
+		if mv.Tags[TagStatus] != string(StatusApproved) {
+			undecided++
+		}
+	}
+	if len(vs) != n || undecided != 0 {
+		t.Fatalf("%d versions, %d not approved after one incremental pass", len(vs), undecided)
 	}
 }

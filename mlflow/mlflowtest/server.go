@@ -107,7 +107,7 @@ func repoRoot() (string, error) {
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{opts: opts, Dir: opts.Dir}
 	if s.Dir == "" {
-		dir, err := os.MkdirTemp("", "modelgate-mlflow-")
+		dir, err := os.MkdirTemp(storeParent(), "modelgate-mlflow-")
 		if err != nil {
 			return nil, err
 		}
@@ -124,6 +124,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.cleanup()
 	return nil, err
+}
+
+// storeParent is where temporary stores go: /dev/shm when it exists, since SQLite's
+// fsync on every commit dominates the time of a test that writes a lot, and the store
+// lives only as long as the test; the temp directory otherwise.
+func storeParent() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if f, err := os.CreateTemp("/dev/shm", "modelgate-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return os.TempDir()
 }
 
 // Restart stops the server and starts it again on the same store and port.
