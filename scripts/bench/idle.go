@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+)
+
+// idle seeds registries of growing size with versions that are already decided and
+// measures, per size: the requests of modelgate's start-up full scan, the requests of an
+// idle pass (the cost that must not grow with the registry), and modelgate's peak memory.
+func idle(ctx context.Context, args []string) error {
+	fs := newFlags("idle")
+	sizesFlag := fs.String("sizes", "100,1000,10000", "registry sizes")
+	passes := fs.Int("passes", 5, "idle passes measured per size")
+	_ = fs.Parse(args)
+	var sizes []int
+	for _, s := range strings.Split(*sizesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-sizes: %w", err)
+		}
+		sizes = append(sizes, n)
+	}
+
+	fmt.Println("== requests per idle pass, by registry size (versions already decided)")
+	fmt.Printf("%8s %12s %14s %16s %14s %12s\n", "versions", "seed time", "full scan req", "idle pass req", "idle pass ms", "peak RSS MB")
+	for _, size := range sizes {
+		e, err := newEnv(ctx, false)
+		if err != nil {
+			return err
+		}
+		seedStart := time.Now()
+		if err := seedDecided(ctx, e.client, size); err != nil {
+			e.Close()
+			return err
+		}
+		seeded := time.Since(seedStart)
+		// Idle means nothing registered within the incremental pass' 30s lookback.
+		time.Sleep(31 * time.Second)
+		d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1s")
+		if err != nil {
+			e.Close()
+			return err
+		}
+		// readyz answers once the first pass (a full scan) is done.
+		full, _ := d.metric("modelgate_mlflow_requests_total", "")
+		polls0, _ := d.metric("modelgate_poll_duration_seconds_count", "")
+		dur0, _ := d.metric("modelgate_poll_duration_seconds_sum", "")
+		if err := waitUntil(ctx, 5*time.Minute, func() bool {
+			n, _ := d.metric("modelgate_poll_duration_seconds_count", "")
+			return n >= polls0+float64(*passes)
+		}); err != nil {
+			d.stop()
+			e.Close()
+			return err
+		}
+		after, _ := d.metric("modelgate_mlflow_requests_total", "")
+		polls1, _ := d.metric("modelgate_poll_duration_seconds_count", "")
+		dur1, _ := d.metric("modelgate_poll_duration_seconds_sum", "")
+		rss, _ := d.peakRSS()
+		d.stop()
+		e.Close()
+		passesDone := polls1 - polls0
+		fmt.Printf("%8d %12s %14.0f %16.1f %14.1f %12.1f\n", size, seeded.Round(time.Second), full,
+			(after-full)/passesDone, 1000*(dur1-dur0)/passesDone, rss)
+	}
+	fmt.Println()
+	return nil
+}
+
+// seedDecided registers size versions over ten models through the REST API, eight at a
+// time, each created with modelgate.status already set.
+func seedDecided(ctx context.Context, c *mlflow.Client, size int) error {
+	const models = 10
+	for m := range models {
+		if _, err := c.CreateRegisteredModel(ctx, fmt.Sprintf("bench-idle-%d", m), nil, ""); err != nil && !mlflow.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(size) {
+					return
+				}
+				_, err := c.CreateModelVersion(ctx, mlflow.CreateModelVersionRequest{
+					Name: fmt.Sprintf("bench-idle-%d", i%models), Source: "s3://bench/model",
+					Tags: mlflow.Tags{"modelgate.status": "rejected", "modelgate.gate": "bench"},
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
