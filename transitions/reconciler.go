@@ -369,6 +369,14 @@ func (r *Reconciler) due(now time.Time) []versionKey {
 	return out
 }
 
+// backingOff reports whether a version failed recently and its retry time has not come.
+func (r *Reconciler) backingOff(k versionKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.retry[k]
+	return ok && r.now().Before(s.next)
+}
+
 func (r *Reconciler) forget(k versionKey) {
 	r.mu.Lock()
 	delete(r.retry, k)
@@ -429,6 +437,11 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 					return nil // shutting down: start nothing new
 				}
 				k := versionKey{it.mv.Name, it.mv.Version}
+				if r.backingOff(k) {
+					// Failed recently (a missing permission, say): a search finds it again
+					// on every pass, but it waits for its retry time like the rest.
+					continue
+				}
 				status, gate, err := r.handleVersion(gctx, it)
 				switch {
 				case err == nil:

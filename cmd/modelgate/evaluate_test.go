@@ -15,6 +15,11 @@ import (
 var mlflowServer = mlflowtest.NewShared(mlflowtest.Options{})
 
 func TestMain(m *testing.M) {
+	// The SIGKILL test runs modelgate as a child process: this test binary, running main.
+	if os.Getenv("MODELGATE_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
 	code := m.Run()
 	mlflowServer.Close()
 	webhookServer.Close()

@@ -44,6 +44,9 @@ type Options struct {
 	DefaultPermission string
 	// Dir holds the store; a new temporary directory when empty.
 	Dir string
+	// Workers is the number of uvicorn workers (default 1, which keeps tests light;
+	// `mlflow server` itself defaults to 4).
+	Workers int
 	// StartTimeout bounds the wait for /health (default 3 minutes: the first start on a
 	// new SQLite file runs every migration).
 	StartTimeout time.Duration
@@ -156,7 +159,7 @@ func (s *Server) start(ctx context.Context) error {
 		"--backend-store-uri", "sqlite:///" + filepath.Join(s.Dir, "mlflow.db"),
 		"--default-artifact-root", filepath.Join(s.Dir, "artifacts"),
 		"--host", "127.0.0.1", "--port", strconv.Itoa(s.Port),
-		"--workers", "1",
+		"--workers", strconv.Itoa(max(s.opts.Workers, 1)),
 	}
 	env := append(cleanEnv(os.Environ()), s.opts.Env...)
 	if s.opts.BasicAuth {

@@ -80,11 +80,15 @@ const webhookSecret = "bench-webhook-secret"
 // newEnv starts an MLflow server (able to call webhooks on 127.0.0.1 when webhook is
 // set) and builds modelgate.
 func newEnv(ctx context.Context, webhook bool) (*env, error) {
+	workers := 1
+	if v := os.Getenv("BENCH_MLFLOW_WORKERS"); v != "" {
+		fmt.Sscan(v, &workers)
+	}
 	dir, err := os.MkdirTemp("", "modelgate-bench-")
 	if err != nil {
 		return nil, err
 	}
-	opts := mlflowtest.Options{Dir: filepath.Join(dir, "mlflow")}
+	opts := mlflowtest.Options{Dir: filepath.Join(dir, "mlflow"), Workers: workers}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}

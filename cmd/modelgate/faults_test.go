@@ -1,0 +1,571 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/mlflow/mlflowtest"
+)
+
+// faultProxy stands between modelgate and MLflow and, on a schedule, answers with 5xx
+// bursts, 429 with Retry-After, connection resets, responses slower than the client's
+// timeout, and bodies cut off half way. It also records every alias MLflow actually set.
+type faultProxy struct {
+	target  *url.URL
+	rp      *httputil.ReverseProxy
+	n       atomic.Int64
+	burst   atomic.Int64 // 503s still to send
+	faults  sync.Map     // kind -> *atomic.Int64
+	mu      sync.Mutex
+	aliases []aliasSet
+	srv     *httptest.Server
+	inject  bool // false: only record
+}
+
+type aliasSet struct{ model, alias, version string }
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{target: u, rp: httputil.NewSingleHostReverseProxy(u), inject: true}
+	p.srv = httptest.NewServer(withBody(p))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *faultProxy) count(kind string) {
+	v, _ := p.faults.LoadOrStore(kind, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+func (p *faultProxy) counts() map[string]int64 {
+	out := map[string]int64{}
+	p.faults.Range(func(k, v any) bool { out[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	return out
+}
+
+func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := p.n.Add(1)
+	if !p.inject {
+		n = 1 // no scheduled fault
+	}
+	switch {
+	case p.burst.Load() > 0:
+		p.burst.Add(-1)
+		p.count("503")
+		http.Error(w, `{"error_code":"TEMPORARILY_UNAVAILABLE","message":"injected"}`, http.StatusServiceUnavailable)
+		return
+	case n%41 == 0:
+		p.burst.Store(2) // this one and the next two
+		p.count("503")
+		http.Error(w, "injected", http.StatusServiceUnavailable)
+		return
+	case n%23 == 0:
+		p.count("429")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, `{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"injected"}`, http.StatusTooManyRequests)
+		return
+	case n%29 == 0:
+		p.count("reset")
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // RST, not FIN
+				}
+				conn.Close()
+				return
+			}
+		}
+	case n%31 == 0:
+		p.count("slow")
+		select { // longer than the client's 1s timeout
+		case <-time.After(1500 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+	case n%37 == 0:
+		p.count("truncated")
+		p.truncated(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	p.rp.ServeHTTP(rec, r)
+	if strings.HasSuffix(r.URL.Path, "/registered-models/alias") && r.Method == http.MethodPost && rec.Code == 200 {
+		p.noteAlias(r)
+	}
+	for k, vs := range rec.Header() {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// noteAlias records an alias set that MLflow accepted (the body was buffered by the
+// reverse proxy's request; re-read it from the recorder copy).
+func (p *faultProxy) noteAlias(r *http.Request) {
+	var in struct{ Name, Alias, Version string }
+	if b, ok := r.Context().Value(bodyKey{}).([]byte); ok {
+		_ = json.Unmarshal(b, &in)
+	}
+	p.mu.Lock()
+	p.aliases = append(p.aliases, aliasSet{in.Name, in.Alias, in.Version})
+	p.mu.Unlock()
+}
+
+type bodyKey struct{}
+
+// truncated forwards the request and sends half of the response body, announcing all of
+// it, then closes the connection.
+func (p *faultProxy) truncated(w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	p.rp.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", rec.Code, http.StatusText(rec.Code), len(body))
+	_, _ = buf.Write(body[:len(body)/2])
+	_ = buf.Flush()
+}
+
+// withBody keeps a copy of each request body in its context, for noteAlias.
+func withBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(strings.NewReader(string(b)))
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notices counts notifications per event and version.
+type noticeCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *noticeCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var n struct{ Event, Model, Version string }
+	_ = json.NewDecoder(r.Body).Decode(&n)
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[n.Event+" "+n.Model+" "+n.Version]++
+	c.mu.Unlock()
+}
+
+func (c *noticeCounter) get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[key]
+}
+
+const jsonPolicy = "../../examples/modelgate.yaml"
+
+// TestFaultyMLflowEveryDecisionLandsOnce runs modelgate through a proxy injecting every
+// kind of fault: each version still gets its decision once, notified once, with one
+// report section; and the daemon stops within its deadline while faults go on.
+func TestFaultyMLflowEveryDecisionLandsOnce(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	proxy := newFaultProxy(t, srv.URL)
+	hooks := &noticeCounter{}
+	hook := httptest.NewServer(hooks)
+	defer hook.Close()
+	policy := writePolicy(t, `
+gates:
+  - name: faults
+    models: ["faulty-*"]
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
+      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
+      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
+    review: {approvers: [alice]}
+    promote: {alias: champion}
+notifications:
+  - {url_env: HOOK, format: json}
+`)
+	env := []string{"MLFLOW_TRACKING_URI=" + proxy.srv.URL, "MODELGATE_POLICY=" + policy, "HOOK=" + hook.URL,
+		"MODELGATE_POLL_INTERVAL=300ms", "MLFLOW_HTTP_REQUEST_TIMEOUT=1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=8",
+		"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER=0.05", "MODELGATE_LOG_FORMAT=text"}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
+	}()
+
+	c := srv.Client(t, mlflow.Options{})
+	model := "faulty-credit"
+	want := map[string]string{}
+	for i := range 9 {
+		spec := goodCredit(model)
+		spec.Description = "user notes " + strconv.Itoa(i)
+		status := "promoted"
+		switch i % 3 {
+		case 1:
+			spec.Metrics["recall_sex_female"] = 0.5
+			status = "rejected"
+		case 2:
+			spec.Metrics["accuracy"] = 0.85
+			status = "pending_review"
+		}
+		mv, err := mlflowtest.CreateVersion(context.Background(), c, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[mv.Version] = status
+	}
+	waitFor(t, 3*time.Minute, "every version to be decided", func() bool {
+		for v, st := range want {
+			mv, err := c.GetModelVersion(context.Background(), model, v)
+			if err != nil || mv.Tags["modelgate.status"] != st {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Stop while the faults go on: nothing may hang past its deadline.
+	stopAt := time.Now()
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("exit %d", code)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("modelgate did not stop within 45s of SIGTERM under faults")
+	}
+	t.Logf("stopped %s after SIGTERM; faults injected: %v", time.Since(stopAt).Round(time.Millisecond), proxy.counts())
+	for _, kind := range []string{"503", "429", "reset", "slow", "truncated"} {
+		if proxy.counts()[kind] == 0 {
+			t.Errorf("no %s fault was injected: the schedule did not exercise it", kind)
+		}
+	}
+
+	time.Sleep(200 * time.Millisecond) // notifications drained at shutdown reach the hook
+	for v, st := range want {
+		mv, err := c.GetModelVersion(context.Background(), model, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(mv.Description, "<!-- modelgate:begin -->"); n != 1 || !strings.HasPrefix(mv.Description, "user notes ") {
+			t.Errorf("v%s: %d report sections, description %q", v, n, mv.Description[:min(40, len(mv.Description))])
+		}
+		event := map[string]string{"promoted": "promoted", "rejected": "rejected", "pending_review": "review_requested"}[st]
+		if n := hooks.get(event + " " + model + " " + v); n != 1 {
+			t.Errorf("v%s: %d %s notifications, want exactly 1", v, n, event)
+		}
+	}
+	checkAliasesOnlyMoveUp(t, proxy.aliasLog())
+}
+
+func (p *faultProxy) aliasLog() []aliasSet {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]aliasSet(nil), p.aliases...)
+}
+
+// checkAliasesOnlyMoveUp: per model and alias, the versions MLflow was told to set,
+// with repeats of the same move (a retry, a redo after a crash) merged, only increase:
+// no version promoted twice, no alias moved backwards.
+func checkAliasesOnlyMoveUp(t *testing.T, log []aliasSet) {
+	t.Helper()
+	last := map[string]string{}
+	seen := map[string]map[string]bool{}
+	for _, a := range log {
+		k := a.model + "@" + a.alias
+		if a.version == last[k] {
+			continue
+		}
+		if seen[k] == nil {
+			seen[k] = map[string]bool{}
+		}
+		if seen[k][a.version] {
+			t.Errorf("%s: version %s promoted twice (log %v)", k, a.version, log)
+		}
+		if prev := last[k]; prev != "" && mlflow.CompareVersions(a.version, prev) < 0 {
+			t.Errorf("%s moved backwards from %s to %s", k, prev, a.version)
+		}
+		seen[k][a.version] = true
+		last[k] = a.version
+	}
+}
+
+func writePolicy(t *testing.T, body string) string {
+	t.Helper()
+	p := t.TempDir() + "/policy.yaml"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMLflowKilledMidReconcile: MLflow dies while modelgate works through new versions
+// and comes back on the same store. modelgate keeps running, says it is not ready and
+// counts failed passes meanwhile, and ends as an uninterrupted run would.
+func TestMLflowKilledMidReconcile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	srv, err := mlflowtest.Start(context.Background(), mlflowtest.Options{})
+	if err != nil {
+		mlflowtest.Unavailable(t, err)
+	}
+	defer srv.Close()
+	policy := writePolicy(t, `
+gates:
+  - name: kill
+    models: ["killed-*"]
+    on_missing: reject
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8}
+    promote: {alias: champion}
+`)
+	addr, logs := startDaemon(t, []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MODELGATE_POLICY=" + policy,
+		"MODELGATE_POLL_INTERVAL=200ms", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05", "MODELGATE_LOG_FORMAT=text"})
+	c := srv.Client(t, mlflow.Options{})
+	var versions []mlflow.ModelVersion
+	for range 6 {
+		mv, err := mlflowtest.CreateVersion(context.Background(), c, goodCredit("killed-credit"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, mv)
+	}
+	waitFor(t, time.Minute, "the first version to be decided", func() bool {
+		mv, err := c.GetModelVersion(context.Background(), "killed-credit", versions[0].Version)
+		return err == nil && mv.Tags["modelgate.status"] != ""
+	})
+	srv.Kill()
+	errorsBefore := metricValue(t, addr, "modelgate_poll_errors_total")
+	waitFor(t, time.Minute, "/readyz to report MLflow down", func() bool {
+		code, body := get("http://" + addr + "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "MLflow")
+	})
+	waitFor(t, time.Minute, "poll errors to be counted", func() bool {
+		return metricValue(t, addr, "modelgate_poll_errors_total") > errorsBefore
+	})
+	if code, _ := get("http://" + addr + "/healthz"); code != 200 {
+		t.Fatal("modelgate stopped serving while MLflow was down")
+	}
+	if err := srv.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	last := versions[len(versions)-1]
+	waitFor(t, 2*time.Minute, "every version to be decided after MLflow came back", func() bool {
+		for _, v := range versions {
+			mv, err := c.GetModelVersion(context.Background(), v.Name, v.Version)
+			if err != nil || mv.Tags["modelgate.status"] != "promoted" {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, time.Minute, "/readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })
+	champion, err := c.GetModelVersionByAlias(context.Background(), "killed-credit", "champion")
+	if err != nil || champion.Version != last.Version {
+		t.Fatalf("champion %v (%v), want the newest version %s", champion.Version, err, last.Version)
+	}
+	for i, v := range versions {
+		mv, _ := c.GetModelVersion(context.Background(), v.Name, v.Version)
+		wantPrev := ""
+		if i > 0 {
+			wantPrev = versions[i-1].Version
+		}
+		if mv.Tags["modelgate.previous_version"] != wantPrev || strings.Count(mv.Description, "<!-- modelgate:begin -->") != 1 {
+			t.Errorf("v%s: previous_version %q (want %q), %d sections\n%s", v.Version, mv.Tags["modelgate.previous_version"], wantPrev,
+				strings.Count(mv.Description, "<!-- modelgate:begin -->"), logs)
+		}
+	}
+}
+
+// metricValue reads the sum of a metric's samples from /metrics.
+func metricValue(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	_, body := get("http://" + addr + "/metrics")
+	sum := 0.0
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestSIGKILLAtRandomPoints kills modelgate with SIGKILL at random moments (a seeded
+// loop, bounded in count and time) while versions are registered and votes cast, and
+// restarts it each time. In the end every version has the decision its evidence and votes
+// call for, no version was promoted twice, no alias moved backwards, no report section
+// is duplicated and no user text is lost.
+func TestSIGKILLAtRandomPoints(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	proxy := newFaultProxy(t, srv.URL)
+	proxy.inject = false
+	rng := rand.New(rand.NewPCG(20261125, 7))
+	policy := writePolicy(t, `
+gates:
+  - name: sigkill
+    models: ["sigkill-*"]
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
+      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
+      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
+    review: {approvers: [alice]}
+    promote: {alias: champion}
+`)
+	logs := &syncBuffer{}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "run")
+		cmd.Env = append(os.Environ(), "MODELGATE_TEST_RUN_MAIN=1", "MLFLOW_TRACKING_URI="+proxy.srv.URL, "MODELGATE_POLICY="+policy,
+			"MODELGATE_POLL_INTERVAL=100ms", "MODELGATE_LISTEN_ADDR="+freeAddr(t), "MODELGATE_LOG_FORMAT=text",
+			"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05")
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	c := srv.Client(t, mlflow.Options{})
+	model := "sigkill-credit"
+	kinds := map[string]string{} // version -> good, unfair, borderline
+	var kmu sync.Mutex
+	traffic, stopTraffic := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // a team registering versions
+		defer wg.Done()
+		for i := range 12 {
+			spec := goodCredit(model)
+			spec.Description = fmt.Sprintf("Trained by the risk team, run %d.\nDo not remove this line.", i)
+			kind := []string{"good", "unfair", "borderline"}[i%3]
+			switch kind {
+			case "unfair":
+				spec.Metrics["recall_sex_female"] = 0.5
+			case "borderline":
+				spec.Metrics["accuracy"] = 0.85
+			}
+			mv, err := mlflowtest.CreateVersion(traffic, c, spec)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			kmu.Lock()
+			kinds[mv.Version] = kind
+			kmu.Unlock()
+			time.Sleep(time.Duration(50+i*37%200) * time.Millisecond)
+		}
+	}()
+	go func() { // a reviewer approving what waits for review
+		defer wg.Done()
+		for traffic.Err() == nil {
+			vs, _ := c.SearchModelVersions(traffic, mlflow.SearchOptions{Filter: "name = '" + model + "' AND tags.`modelgate.status` = 'pending_review'"})
+			for _, mv := range vs {
+				if _, voted := mv.Tags["modelgate.approve.alice"]; !voted {
+					_ = c.SetModelVersionTag(traffic, model, mv.Version, "modelgate.approve.alice", "fine")
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	deadline := time.Now().Add(40 * time.Second)
+	kills := 0
+	for ; kills < 10 && time.Now().Before(deadline); kills++ {
+		child := start()
+		time.Sleep(time.Duration(150+rng.IntN(1200)) * time.Millisecond)
+		_ = child.Process.Kill() // SIGKILL: no shutdown, no drain
+		_ = child.Wait()
+	}
+	final := start()
+	defer func() { _ = final.Process.Signal(syscall.SIGTERM); _ = final.Wait() }()
+	waitFor(t, 3*time.Minute, "every version to be decided", func() bool {
+		kmu.Lock()
+		n := len(kinds)
+		kmu.Unlock()
+		if n < 12 {
+			return false
+		}
+		vs, err := c.SearchModelVersions(context.Background(), mlflow.SearchOptions{Filter: "name = '" + model + "'"})
+		if err != nil || len(vs) != 12 {
+			return false
+		}
+		for _, mv := range vs {
+			if st := mv.Tags["modelgate.status"]; st == "" || st == "pending_review" {
+				return false
+			}
+		}
+		return true
+	})
+	stopTraffic()
+	wg.Wait()
+	t.Logf("%d SIGKILLs", kills)
+
+	highestPromoted := ""
+	for v, kind := range kinds {
+		mv, err := c.GetModelVersion(context.Background(), model, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := mv.Tags["modelgate.status"]
+		ok := map[string]bool{
+			"good":       st == "promoted",
+			"unfair":     st == "rejected",
+			"borderline": st == "promoted" || (st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version")),
+		}[kind]
+		if !ok {
+			t.Errorf("v%s (%s): status %q, summary %q", v, kind, st, mv.Tags["modelgate.summary"])
+		}
+		if st == "promoted" && mlflow.CompareVersions(v, highestPromoted) > 0 {
+			highestPromoted = v
+		}
+		if n := strings.Count(mv.Description, "<!-- modelgate:begin -->"); n != 1 || !strings.Contains(mv.Description, "Do not remove this line.") {
+			t.Errorf("v%s: %d report sections; user text kept: %v", v, n, strings.Contains(mv.Description, "Do not remove this line."))
+		}
+	}
+	champion, err := c.GetModelVersionByAlias(context.Background(), model, "champion")
+	if err != nil || champion.Version != highestPromoted {
+		t.Errorf("champion %q, want the highest promoted version %q", champion.Version, highestPromoted)
+	}
+	checkAliasesOnlyMoveUp(t, proxy.aliasLog())
+	if t.Failed() {
+		t.Logf("modelgate logs:\n%s", logs)
+	}
+}
