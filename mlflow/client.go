@@ -128,7 +128,7 @@ func New(opts Options) (*Client, error) {
 		Logger:       retryLogger{logger},
 		RetryMax:     opts.MaxRetries,
 		RetryWaitMax: b.max,
-		CheckRetry:   checkRetry,
+		CheckRetry:   warnOnRetry(logger),
 		Backoff:      b.wait,
 		ErrorHandler: giveUp,
 	}
@@ -468,13 +468,26 @@ func (t instrumented) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// warnOnRetry wraps checkRetry with a warning for each attempt that failed and will be
+// retried. Attempts ended by their own context (shutdown, a sibling write that failed)
+// are not failures of MLflow and stay quiet.
+func warnOnRetry(logger *slog.Logger) retryablehttp.CheckRetry {
+	return func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		retry, why := checkRetry(ctx, resp, err)
+		if retry {
+			endpoint, _ := ctx.Value(endpointKey{}).(string)
+			logger.Warn("mlflow request attempt failed; retrying", "endpoint", endpoint, "error", why)
+		}
+		return retry, why
+	}
+}
+
 // retryLogger routes go-retryablehttp's messages to slog at debug level (its default
-// logger writes every request to stderr). Failed attempts are warnings.
+// logger writes every request to stderr). Failed attempts are warned about by
+// warnOnRetry, which knows whether they will be retried.
 type retryLogger struct{ l *slog.Logger }
 
-func (r retryLogger) Error(msg string, kv ...any) {
-	r.l.Warn("mlflow request attempt failed", append([]any{"detail", msg}, kv...)...)
-}
+func (r retryLogger) Error(msg string, kv ...any) { r.l.Debug(msg, kv...) }
 func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug(msg, kv...) }
 func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug(msg, kv...) }
 func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Warn(msg, kv...) }

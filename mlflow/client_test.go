@@ -1,9 +1,11 @@
 package mlflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -186,6 +188,47 @@ func TestCancelStopsRetrying(t *testing.T) {
 	}
 	if calls.Load() != 2 {
 		t.Fatalf("%d calls, want 2", calls.Load())
+	}
+}
+
+// TestRetryWarnings: each attempt that will be retried is one warning naming the endpoint;
+// an attempt ended by its own context (shutdown, a failed sibling write) is not.
+func TestRetryWarnings(t *testing.T) {
+	cases := []struct {
+		name      string
+		responder func(cancel context.CancelFunc) httpmock.Responder
+		warnings  int
+	}{
+		{"two 503s then success", func(context.CancelFunc) httpmock.Responder {
+			var calls atomic.Int32
+			return sequence(&calls, status(503, "busy"), status(503, "busy"), status(200, versionJSON))
+		}, 2},
+		{"reset then success", func(context.CancelFunc) httpmock.Responder {
+			var calls atomic.Int32
+			return sequence(&calls, httpmock.NewErrorResponder(errors.New("connection reset by peer")), status(200, versionJSON))
+		}, 1},
+		{"cancelled by the caller", func(cancel context.CancelFunc) httpmock.Responder {
+			return func(*http.Request) (*http.Response, error) {
+				cancel()
+				return nil, context.Canceled
+			}
+		}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			c, mt := mockClient(t, Options{MaxRetries: 3, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			mt.RegisterResponder(http.MethodGet, mockURI+"/api/2.0/mlflow/model-versions/get", tc.responder(cancel))
+			_, _ = c.GetModelVersion(ctx, "m", "3")
+			if n := strings.Count(logs.String(), "level=WARN"); n != tc.warnings {
+				t.Fatalf("%d warnings, want %d:\n%s", n, tc.warnings, logs.String())
+			}
+			if tc.warnings > 0 && !strings.Contains(logs.String(), "endpoint=model-versions/get") {
+				t.Fatalf("warning does not name the endpoint:\n%s", logs.String())
+			}
+		})
 	}
 }
 

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	mlflowServer.Close()
 	webhookServer.Close()
+	authServer.Close()
 	os.Exit(code)
 }
 
