@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -106,6 +107,11 @@ func (c Config) validate() []string {
 	}
 	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
 		p = append(p, fmt.Sprintf("MODELGATE_CONCURRENCY=%d: must be between 1 and %d", c.Concurrency, maxConcurrency))
+	}
+	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		p = append(p, fmt.Sprintf("MODELGATE_LISTEN_ADDR=%s: must be host:port or :port, e.g. :9464", c.ListenAddr))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p = append(p, fmt.Sprintf("MODELGATE_LISTEN_ADDR=%s: the port must be a number from 0 to 65535, e.g. :9464", c.ListenAddr))
 	}
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

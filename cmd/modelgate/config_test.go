@@ -2,10 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -132,5 +140,95 @@ func TestTrackingURIRequiredOnlyWhereUsed(t *testing.T) {
 	}
 	if err := cfg.requireTrackingURI(); err == nil || !strings.Contains(err.Error(), "MLFLOW_TRACKING_URI") {
 		t.Fatalf("requireTrackingURI = %v", err)
+	}
+}
+
+// TestBadConfigurationTouchesNoMLflow: every way start-up can be misconfigured ends
+// with a message naming the thing to fix and exit 2 (1 for a policy that fails
+// `check`), before a single request reaches MLflow.
+func TestBadConfigurationTouchesNoMLflow(t *testing.T) {
+	var requests atomic.Int64
+	mlflowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "modelgate should not have called", http.StatusTeapot)
+	}))
+	defer mlflowSrv.Close()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	for _, tc := range []struct {
+		env  string
+		code int
+		want string
+	}{
+		{"MLFLOW_TRACKING_URI=", exitUsage, "MLFLOW_TRACKING_URI is not set"},
+		{"MLFLOW_TRACKING_URI=ftp://mlflow:5000", exitUsage, "MLFLOW_TRACKING_URI"},
+		{"MLFLOW_TRACKING_URI=databricks", exitUsage, "MLFLOW_TRACKING_URI"},
+		{"MLFLOW_TRACKING_USERNAME=gate", exitUsage, "MLFLOW_TRACKING_PASSWORD"},
+		{"MLFLOW_TRACKING_PASSWORD=pw-secret-1", exitUsage, "MLFLOW_TRACKING_USERNAME"},
+		{"MLFLOW_TRACKING_INSECURE_TLS=maybe", exitUsage, "MLFLOW_TRACKING_INSECURE_TLS"},
+		{"MLFLOW_TRACKING_SERVER_CERT_PATH=" + filepath.Join(dir, "missing.pem"), exitUsage, "MLFLOW_TRACKING_SERVER_CERT_PATH"},
+		{"MLFLOW_TRACKING_SERVER_CERT_PATH=" + notPEM, exitUsage, "holds no PEM certificate"},
+		{"MLFLOW_TRACKING_CLIENT_CERT_PATH=" + notPEM, exitUsage, "MLFLOW_TRACKING_CLIENT_CERT_PATH"},
+		{"MLFLOW_HTTP_REQUEST_MAX_RETRIES=-1", exitUsage, "MLFLOW_HTTP_REQUEST_MAX_RETRIES"},
+		{"MLFLOW_HTTP_REQUEST_TIMEOUT=0", exitUsage, "MLFLOW_HTTP_REQUEST_TIMEOUT"},
+		{"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=fast", exitUsage, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"},
+		{"MLFLOW_HTTP_REQUEST_BACKOFF_JITTER=-1", exitUsage, "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"},
+		{"MODELGATE_POLICY=" + filepath.Join(dir, "missing.yaml"), exitUsage, "set MODELGATE_POLICY"},
+		{"MODELGATE_POLICY=" + dir, exitUsage, "is a directory"},
+		{"MODELGATE_POLICY=../../examples/broken/bounds.yaml", exitPolicy, "bounds.yaml:7:9"},
+		{"MODELGATE_POLICY=../../examples/broken/unknown-field.yaml", exitPolicy, "unknown-field.yaml:"},
+		{"MODELGATE_POLL_INTERVAL=30", exitUsage, "MODELGATE_POLL_INTERVAL"},
+		{"MODELGATE_LISTEN_ADDR=9464", exitUsage, "MODELGATE_LISTEN_ADDR"},
+		{"MODELGATE_LISTEN_ADDR=:99999", exitUsage, "MODELGATE_LISTEN_ADDR"},
+		{"MODELGATE_LISTEN_ADDR=" + busy.Addr().String(), exitUsage, "address already in use"},
+		{"MODELGATE_DRY_RUN=sure", exitUsage, "MODELGATE_DRY_RUN"},
+		{"MODELGATE_WEBHOOK_URL=http://modelgate:9464/webhooks/mlflow", exitUsage, "MODELGATE_WEBHOOK_SECRET is not"},
+		{"MODELGATE_WEBHOOK_URL=modelgate:9464", exitUsage, "MODELGATE_WEBHOOK_URL"},
+		{"MODELGATE_SINCE=yesterday", exitUsage, "MODELGATE_SINCE"},
+		{"MODELGATE_CONCURRENCY=0", exitUsage, "MODELGATE_CONCURRENCY"},
+		{"MODELGATE_CONCURRENCY=100000", exitUsage, "MODELGATE_CONCURRENCY"},
+		{"MODELGATE_LOG_LEVEL=verbose", exitUsage, "MODELGATE_LOG_LEVEL"},
+		{"MODELGATE_LOG_FORMAT=xml", exitUsage, "MODELGATE_LOG_FORMAT"},
+		{"MODELGATE_UI_URL=mlflow.example.com", exitUsage, "MODELGATE_UI_URL"},
+		{"SLACK_WEBHOOK_URL=", exitUsage, "SLACK_WEBHOOK_URL is not set"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			env := []string{
+				"MLFLOW_TRACKING_URI=" + mlflowSrv.URL,
+				"MODELGATE_POLICY=../../examples/modelgate.yaml",
+				"MODELGATE_LISTEN_ADDR=127.0.0.1:0",
+				"SLACK_WEBHOOK_URL=http://127.0.0.1:1/unused",
+			}
+			if strings.HasSuffix(tc.env, "=") { // an empty value is the variable unset
+				name := strings.TrimSuffix(tc.env, "=")
+				env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+			} else {
+				env = append(env, tc.env)
+			}
+			// A case that wrongly starts would run until cancelled: bound it.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, []string{"run"}, env, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output %q; want exit %d mentioning %q", code, out, tc.code, tc.want)
+			}
+			if strings.Contains(out, "pw-secret-1") {
+				t.Errorf("the password is printed: %q", out)
+			}
+			if n := requests.Load(); n != 0 {
+				t.Fatalf("%d requests reached MLflow before start-up refused", n)
+			}
+		})
 	}
 }

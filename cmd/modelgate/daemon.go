@@ -103,6 +103,13 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return exitOK
 	}
 
+	// Listen before anything reaches MLflow: a port in use is a configuration error.
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", cfg.ListenAddr, err)
+		return exitUsage
+	}
+	defer ln.Close()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", transitions.LiveHandler())
@@ -127,11 +134,6 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		}
 	}
 	srv := &http.Server{Addr: cfg.ListenAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", cfg.ListenAddr, err)
-		return exitUsage
-	}
 	logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
 	wg.Add(1)
 	go func() {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 
@@ -49,11 +48,7 @@ var errPolicyUnreadable = errors.New("policy file unreadable")
 func loadPolicy(path string) (*rules.Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		hint := ""
-		if errors.Is(err, fs.ErrNotExist) {
-			hint = ": set MODELGATE_POLICY (or -f) to the policy file's path"
-		}
-		return nil, fmt.Errorf("%w: %w%s", errPolicyUnreadable, err, hint)
+		return nil, fmt.Errorf("%w: %w: set MODELGATE_POLICY (or -f) to the policy file's path", errPolicyUnreadable, err)
 	}
 	return rules.Load(path, data)
 }
