@@ -37,13 +37,14 @@ vet:
 	go vet ./...
 
 # Every test: unit tests, integration tests against a real MLflow server (and a real
-# Prometheus, helm), the alert rule tests, and the fuzz targets' seed corpora. Set
+# Prometheus, helm), the alert rule tests, and each fuzz target for FUZZTIME. Set
 # CI=true to make a missing tool a failure, not a skip.
 test: mlflow tools vet
 	@if command -v promtool >/dev/null; then $(MAKE) --no-print-directory rules-test; \
 	  elif [ -n "$$CI" ]; then echo "promtool missing" >&2; exit 1; \
 	  else echo "promtool missing: alert rule tests skipped (make tools)"; fi
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
 
 # Unit tests only: -short skips everything that needs a real MLflow server.
 unit:
@@ -53,7 +54,9 @@ unit:
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./mlflow
 	go test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./rules
+	go test -run '^$$' -fuzz '^FuzzTally$$' -fuzztime $(FUZZTIME) ./rules
 	go test -run '^$$' -fuzz '^FuzzWithReport$$' -fuzztime $(FUZZTIME) ./transitions
+	go test -run '^$$' -fuzz '^FuzzWebhookHandler$$' -fuzztime $(FUZZTIME) ./transitions
 
 clean:
 	rm -rf bin
