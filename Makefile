@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit vet fuzz mlflow tools rules-test demo clean
+.PHONY: all build test unit vet fuzz bench mlflow tools rules-test demo clean
 
 all: build
 
@@ -57,6 +57,10 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzTally$$' -fuzztime $(FUZZTIME) ./rules
 	go test -run '^$$' -fuzz '^FuzzWithReport$$' -fuzztime $(FUZZTIME) ./transitions
 	go test -run '^$$' -fuzz '^FuzzWebhookHandler$$' -fuzztime $(FUZZTIME) ./transitions
+
+# The benchmark suite (not pass/fail): scripts/bench.sh, figures in docs/performance.md.
+bench:
+	scripts/bench.sh
 
 clean:
 	rm -rf bin

@@ -29,6 +29,7 @@ func backfill(ctx context.Context, args []string) error {
 	fs := newFlags("backfill")
 	n := fs.Int("n", 200, "versions per set")
 	models := fs.Int("models", 8, "models per set")
+	runs := fs.Int("runs", 3, "runs; the figures are their medians")
 	_ = fs.Parse(args)
 
 	e, err := newEnv(ctx, false)
@@ -36,61 +37,82 @@ func backfill(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	fmt.Printf("== backfill: %d versions over %d models, decided three ways\n", *n, *models)
-	for _, prefix := range []string{"bench-mg", "floor", "py"} {
-		start := time.Now()
-		if err := seedUndecided(ctx, e.client, prefix, *n, *models); err != nil {
+	fmt.Printf("== backfill: %d versions over %d models, decided three ways, %d runs\n", *n, *models, *runs)
+	fmt.Printf("%-4s %12s %12s %12s %10s %10s %14s %14s\n", "run", "modelgate", "floor", "python", "mg req", "floor req", "mg / floor", "python / mg")
+	var mg, fl, py []time.Duration
+	for r := range *runs {
+		res, err := backfillOnce(ctx, e, r, *n, *models)
+		if err != nil {
 			return err
 		}
-		fmt.Printf("seeded %s-*: %s\n", prefix, time.Since(start).Round(time.Second))
+		mg, fl, py = append(mg, res.modelgate), append(fl, res.floor), append(py, res.python)
+		fmt.Printf("%-4d %12s %12s %12s %10.0f %10d %14.2f %14.1f\n", r+1, res.modelgate.Round(time.Millisecond), res.floor.Round(time.Millisecond),
+			res.python.Round(time.Millisecond), res.modelgateReqs, res.floorReqs, ratio(res.modelgate, res.floor), ratio(res.python, res.modelgate))
+	}
+	mgMed, flMed, pyMed := quantile(mg, 0.5), quantile(fl, 0.5), quantile(py, 0.5)
+	fmt.Printf("%-4s %12s %12s %12s\n", "med", mgMed.Round(time.Millisecond), flMed.Round(time.Millisecond), pyMed.Round(time.Millisecond))
+	fmt.Printf("per version (median): modelgate %s, floor %s, Python %s\n", mgMed/time.Duration(*n), flMed/time.Duration(*n), pyMed/time.Duration(*n))
+	fmt.Printf("modelgate / floor = %.2f (target <= 1.5); Python script / modelgate = %.1f (target >= 5)\n\n", ratio(mgMed, flMed), ratio(pyMed, mgMed))
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+type backfillResult struct {
+	modelgate, floor, python time.Duration
+	modelgateReqs            float64
+	floorReqs                int64
+}
+
+// backfillOnce seeds three fresh sets of versions (named after the run) and decides them
+// with modelgate, with the floor, and with the Python script.
+func backfillOnce(ctx context.Context, e *env, run, n, models int) (backfillResult, error) {
+	var res backfillResult
+	mgPrefix, floorPrefix, pyPrefix := fmt.Sprintf("bench-mg%d", run), fmt.Sprintf("floor%d", run), fmt.Sprintf("py%d", run)
+	for _, prefix := range []string{mgPrefix, floorPrefix, pyPrefix} {
+		if err := seedUndecided(ctx, e.client, prefix, n, models); err != nil {
+			return res, err
+		}
 	}
 
 	// modelgate: its first pass is a full scan that finds and decides them.
 	start := time.Now()
 	d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1h")
 	if err != nil {
-		return err
+		return res, err
 	}
 	if err := waitUntil(ctx, 30*time.Minute, func() bool {
 		v, _ := d.metric("modelgate_decisions_total", "")
-		return v >= float64(*n)
+		return v >= float64(n)
 	}); err != nil {
 		d.stop()
-		return err
+		return res, err
 	}
-	mgTime := time.Since(start)
-	mgReqs, _ := d.metric("modelgate_mlflow_requests_total", "")
+	res.modelgate = time.Since(start)
+	res.modelgateReqs, _ = d.metric("modelgate_mlflow_requests_total", "")
 	d.stop()
 
-	floorTime, floorReqs, err := floor(ctx, e, "floor", *models)
-	if err != nil {
-		return err
+	if res.floor, res.floorReqs, err = floor(ctx, e, floorPrefix, models); err != nil {
+		return res, err
 	}
 
-	py, err := mlflowtest.Python()
+	python, err := mlflowtest.Python()
 	if err != nil {
-		return err
+		return res, err
 	}
 	script, err := filepath.Abs("scripts/bench/baseline.py")
 	if err != nil {
-		return err
+		return res, err
 	}
 	start = time.Now()
-	cmd := exec.CommandContext(ctx, py, script, "py-")
+	cmd := exec.CommandContext(ctx, python, script, pyPrefix+"-")
 	cmd.Env = append(os.Environ(), "MLFLOW_TRACKING_URI="+e.srv.URL, "GIT_PYTHON_REFRESH=quiet")
 	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("python baseline: %w\n%s", err, out)
+	if out, err := cmd.Output(); err != nil {
+		return res, fmt.Errorf("python baseline: %w\n%s", err, out)
 	}
-	pyTime := time.Since(start)
-
-	fmt.Printf("%-36s %10s %10s %12s\n", "", "time", "requests", "per version")
-	fmt.Printf("%-36s %10s %10.0f %12s\n", "modelgate", mgTime.Round(time.Millisecond), mgReqs, (mgTime / time.Duration(*n)).Round(time.Microsecond))
-	fmt.Printf("%-36s %10s %10d %12s\n", "floor (bare requests, same parallelism)", floorTime.Round(time.Millisecond), floorReqs, (floorTime / time.Duration(*n)).Round(time.Microsecond))
-	fmt.Printf("%-36s %10s %10s %12s\n", "Python MlflowClient script", pyTime.Round(time.Millisecond), "", (pyTime / time.Duration(*n)).Round(time.Microsecond))
-	fmt.Printf("modelgate / floor = %.2f; Python script / modelgate = %.1f\n\n", float64(mgTime)/float64(floorTime), float64(pyTime)/float64(mgTime))
-	return nil
+	res.python = time.Since(start)
+	return res, nil
 }
 
 // seedUndecided registers n versions with runs and metrics over the models

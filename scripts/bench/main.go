@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,7 +48,11 @@ func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: bench latency|idle|backfill|all [flags]")
 	}
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (SQLite, 1 worker)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion)
+	workers, err := mlflowWorkers()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (SQLite, %d uvicorn workers)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion, workers)
 	switch args[0] {
 	case "latency":
 		return latency(ctx, args[1:])
@@ -80,9 +85,9 @@ const webhookSecret = "bench-webhook-secret"
 // newEnv starts an MLflow server (able to call webhooks on 127.0.0.1 when webhook is
 // set) and builds modelgate.
 func newEnv(ctx context.Context, webhook bool) (*env, error) {
-	workers := 1
-	if v := os.Getenv("BENCH_MLFLOW_WORKERS"); v != "" {
-		fmt.Sscan(v, &workers)
+	workers, err := mlflowWorkers()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "modelgate-bench-")
 	if err != nil {
@@ -273,6 +278,20 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	}
 	i := int(q*float64(len(s))+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// mlflowWorkers is BENCH_MLFLOW_WORKERS: the MLflow server's worker processes, 4 by
+// default as `mlflow server` starts.
+func mlflowWorkers() (int, error) {
+	v := os.Getenv("BENCH_MLFLOW_WORKERS")
+	if v == "" {
+		return 4, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("BENCH_MLFLOW_WORKERS=%q: must be a number of workers, 1 or more", v)
+	}
+	return n, nil
 }
 
 func newFlags(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ExitOnError) }
