@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,6 +123,61 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// bgDaemon is `modelgate run` in a goroutine of the test, serving on addr.
+type bgDaemon struct {
+	addr   string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan int // its exit code
+}
+
+// goRun starts `modelgate run` with env, listening on addr.
+func goRun(env []string, addr string) *bgDaemon {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &bgDaemon{addr: addr, logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() {
+		d.done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, d.logs)
+	}()
+	return d
+}
+
+// stop ends the daemon as SIGTERM does and returns its exit code, or -1 when it has not
+// stopped within limit.
+func (d *bgDaemon) stop(limit time.Duration) int {
+	d.cancel()
+	select {
+	case code := <-d.done:
+		return code
+	case <-time.After(limit):
+		return -1
+	}
+}
+
+// sumSeries adds up the samples on the daemon's /metrics of a metric whose label set
+// contains every one of labels (e.g. `code="403"`).
+func sumSeries(t *testing.T, addr, name string, labels ...string) float64 {
+	t.Helper()
+	_, body := get("http://" + addr + "/metrics")
+	sum := 0.0
+	sc := bufio.NewScanner(strings.NewReader(body))
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,14 +211,9 @@ func get(url string) (int, string) {
 
 func TestDaemonServesHealthDecidesAndStops(t *testing.T) {
 	srv := mlflowServer.Get(t)
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run"}, daemonEnv(srv, "MODELGATE_LISTEN_ADDR="+addr, "MODELGATE_POLL_INTERVAL=200ms"), io.Discard, logs)
-	}()
+	d := goRun(daemonEnv(srv, "MODELGATE_POLL_INTERVAL=200ms"), freeAddr(t))
+	defer d.cancel()
+	addr, logs := d.addr, d.logs
 	waitFor(t, time.Minute, "/readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })
 	if code, body := get("http://" + addr + "/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q", code, body)
@@ -177,14 +229,12 @@ func TestDaemonServesHealthDecidesAndStops(t *testing.T) {
 		return err == nil && mv.Tags["modelgate.status"] == "promoted"
 	})
 
-	cancel() // as SIGTERM does
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("exit %d after shutdown\n%s", code, logs)
-		}
-	case <-time.After(30 * time.Second):
+	switch code := d.stop(30 * time.Second); code {
+	case exitOK:
+	case -1:
 		t.Fatal("the daemon did not stop after its context was cancelled")
+	default:
+		t.Fatalf("exit %d after shutdown\n%s", code, logs)
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Fatalf("no shutdown log:\n%s", logs)
@@ -195,20 +245,17 @@ func TestDaemonServesHealthDecidesAndStops(t *testing.T) {
 }
 
 func TestReadyzWhenMLflowIsDown(t *testing.T) {
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
 	env := []string{"MLFLOW_TRACKING_URI=http://127.0.0.1:1", "MODELGATE_POLICY=../../examples/modelgate.yaml",
-		"SLACK_WEBHOOK_URL=http://x", "MODELGATE_LISTEN_ADDR=" + addr, "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0", "MODELGATE_POLL_INTERVAL=100ms"}
-	go func() { done <- run(ctx, []string{"run"}, env, io.Discard, io.Discard) }()
+		"SLACK_WEBHOOK_URL=http://x", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0", "MODELGATE_POLL_INTERVAL=100ms"}
+	d := goRun(env, freeAddr(t))
+	defer d.cancel()
+	addr := d.addr
 	waitFor(t, 30*time.Second, "/healthz", func() bool { code, _ := get("http://" + addr + "/healthz"); return code == 200 })
 	code, body := get("http://" + addr + "/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
 		t.Fatalf("/readyz with MLflow down: %d %q", code, body)
 	}
-	cancel()
-	if code := <-done; code != exitOK {
+	if code := d.stop(30 * time.Second); code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
 }

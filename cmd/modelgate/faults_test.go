@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,7 +30,6 @@ import (
 // bursts, 429 with Retry-After, connection resets, responses slower than the client's
 // timeout, and bodies cut off half way. It also records every alias MLflow actually set.
 type faultProxy struct {
-	target  *url.URL
 	rp      *httputil.ReverseProxy
 	n       atomic.Int64
 	burst   atomic.Int64 // 503s still to send
@@ -49,7 +48,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{target: u, rp: httputil.NewSingleHostReverseProxy(u), inject: true}
+	p := &faultProxy{rp: httputil.NewSingleHostReverseProxy(u), inject: true}
 	p.srv = httptest.NewServer(withBody(p))
 	t.Cleanup(p.srv.Close)
 	return p
@@ -122,8 +121,8 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rec.Body.Bytes())
 }
 
-// noteAlias records an alias set that MLflow accepted (the body was buffered by the
-// reverse proxy's request; re-read it from the recorder copy).
+// noteAlias records an alias set that MLflow accepted, read from the copy of the request
+// body withBody kept.
 func (p *faultProxy) noteAlias(r *http.Request) {
 	var in struct{ Name, Alias, Version string }
 	if b, ok := r.Context().Value(bodyKey{}).([]byte); ok {
@@ -161,14 +160,14 @@ func withBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			b, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(strings.NewReader(string(b)))
+			r.Body = io.NopCloser(bytes.NewReader(b))
 			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// notices counts notifications per event and version.
+// noticeCounter counts the notifications received per event and version.
 type noticeCounter struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -202,29 +201,14 @@ func TestFaultyMLflowEveryDecisionLandsOnce(t *testing.T) {
 	hooks := &noticeCounter{}
 	hook := httptest.NewServer(hooks)
 	defer hook.Close()
-	policy := writePolicy(t, `
-gates:
-  - name: faults
-    models: ["faulty-*"]
-    checks:
-      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
-      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
-      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
-    review: {approvers: [alice]}
-    promote: {alias: champion}
+	policy := writePolicy(t, reviewedGate("faults", "faulty-*")+`
 notifications:
   - {url_env: HOOK, format: json}
 `)
-	env := []string{"MLFLOW_TRACKING_URI=" + proxy.srv.URL, "MODELGATE_POLICY=" + policy, "HOOK=" + hook.URL,
+	d := goRun([]string{"MLFLOW_TRACKING_URI=" + proxy.srv.URL, "MODELGATE_POLICY=" + policy, "HOOK=" + hook.URL,
 		"MODELGATE_POLL_INTERVAL=300ms", "MLFLOW_HTTP_REQUEST_TIMEOUT=1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=8",
-		"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER=0.05", "MODELGATE_LOG_FORMAT=text"}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
-	}()
+		"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER=0.05", "MODELGATE_LOG_FORMAT=text"}, freeAddr(t))
+	defer d.cancel()
 
 	c := srv.Client(t, mlflow.Options{})
 	model := "faulty-credit"
@@ -257,16 +241,14 @@ notifications:
 		return true
 	})
 
-	// Stop while the faults go on: nothing may hang past its deadline.
+	// Stop (as SIGTERM does) while the faults go on: nothing may hang past its deadline.
 	stopAt := time.Now()
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("exit %d", code)
-		}
-	case <-time.After(45 * time.Second):
+	switch code := d.stop(45 * time.Second); code {
+	case exitOK:
+	case -1:
 		t.Fatal("modelgate did not stop within 45s of SIGTERM under faults")
+	default:
+		t.Fatalf("exit %d\n%s", code, d.logs)
 	}
 	t.Logf("stopped %s after SIGTERM; faults injected: %v", time.Since(stopAt).Round(time.Millisecond), proxy.counts())
 	for _, kind := range []string{"503", "429", "reset", "slow", "truncated"} {
@@ -275,7 +257,7 @@ notifications:
 		}
 	}
 
-	time.Sleep(200 * time.Millisecond) // notifications drained at shutdown reach the hook
+	// run returns after draining notifications: every one sent has reached the hook.
 	for v, st := range want {
 		mv, err := c.GetModelVersion(context.Background(), model, v)
 		if err != nil {
@@ -324,6 +306,23 @@ func checkAliasesOnlyMoveUp(t *testing.T, log []aliasSet) {
 	}
 }
 
+// reviewedGate is the policy of the fault tests: a version with accuracy under 0.8 or a
+// recall gap over 0.1 is rejected, one under 0.9 waits for alice, the rest become
+// champion.
+func reviewedGate(name, models string) string {
+	return fmt.Sprintf(`
+gates:
+  - name: %s
+    models: [%q]
+    checks:
+      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
+      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
+      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
+    review: {approvers: [alice]}
+    promote: {alias: champion}
+`, name, models)
+}
+
 func writePolicy(t *testing.T, body string) string {
 	t.Helper()
 	p := t.TempDir() + "/policy.yaml"
@@ -370,13 +369,13 @@ gates:
 		return err == nil && mv.Tags["modelgate.status"] != ""
 	})
 	srv.Kill()
-	errorsBefore := metricValue(t, addr, "modelgate_poll_errors_total")
+	errorsBefore := sumSeries(t, addr, "modelgate_poll_errors_total")
 	waitFor(t, time.Minute, "/readyz to report MLflow down", func() bool {
 		code, body := get("http://" + addr + "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "MLflow")
 	})
 	waitFor(t, time.Minute, "poll errors to be counted", func() bool {
-		return metricValue(t, addr, "modelgate_poll_errors_total") > errorsBefore
+		return sumSeries(t, addr, "modelgate_poll_errors_total") > errorsBefore
 	})
 	if code, _ := get("http://" + addr + "/healthz"); code != 200 {
 		t.Fatal("modelgate stopped serving while MLflow was down")
@@ -412,23 +411,6 @@ gates:
 	}
 }
 
-// metricValue reads the sum of a metric's samples from /metrics.
-func metricValue(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	_, body := get("http://" + addr + "/metrics")
-	sum := 0.0
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
-}
-
 // TestSIGKILLAtRandomPoints kills modelgate with SIGKILL at random moments (a seeded
 // loop, bounded in count and time) while versions are registered and votes cast, and
 // restarts it each time. In the end every version has the decision its evidence and votes
@@ -439,17 +421,7 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 	proxy := newFaultProxy(t, srv.URL)
 	proxy.inject = false
 	rng := rand.New(rand.NewPCG(20261125, 7))
-	policy := writePolicy(t, `
-gates:
-  - name: sigkill
-    models: ["sigkill-*"]
-    checks:
-      - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
-      - {name: target, metric: accuracy, min: 0.9, on_fail: review}
-      - {name: fair, group_metric: 'recall_sex_(.+)', max_gap: 0.1, on_fail: reject}
-    review: {approvers: [alice]}
-    promote: {alias: champion}
-`)
+	policy := writePolicy(t, reviewedGate("sigkill", "sigkill-*"))
 	logs := &syncBuffer{}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "run")

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,31 +11,6 @@ import (
 )
 
 var authServer = mlflowtest.NewShared(mlflowtest.Options{BasicAuth: true})
-
-// sumSeries adds up the samples of a metric whose label set contains every one of labels
-// (e.g. `code="403"`).
-func sumSeries(t *testing.T, addr, name string, labels ...string) float64 {
-	t.Helper()
-	_, body := get("http://" + addr + "/metrics")
-	sum := 0.0
-	sc := bufio.NewScanner(strings.NewReader(body))
-next:
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				continue next
-			}
-		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
-	}
-	return sum
-}
 
 // TestMissingPermissions runs modelgate as a basic-auth user with READ only, then with
 // EDIT only (which can set tags and aliases but not delete them): each refused write is
@@ -137,22 +109,17 @@ gates:
 			if err := srv.GrantModelPermission(ctx, model, tc.user, tc.permission); err != nil {
 				t.Fatal(err)
 			}
-			addr := freeAddr(t)
-			logs := &syncBuffer{}
-			runCtx, cancel := context.WithCancel(ctx)
-			done := make(chan int, 1)
-			go func() {
-				done <- run(runCtx, []string{"run"}, []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MLFLOW_TRACKING_USERNAME=" + tc.user,
-					"MLFLOW_TRACKING_PASSWORD=" + password, "MODELGATE_POLICY=" + policy, "MODELGATE_POLL_INTERVAL=100ms",
-					"MODELGATE_LISTEN_ADDR=" + addr, "MODELGATE_LOG_FORMAT=json"}, io.Discard, logs)
-			}()
+			d := goRun([]string{"MLFLOW_TRACKING_URI=" + srv.URL, "MLFLOW_TRACKING_USERNAME=" + tc.user,
+				"MLFLOW_TRACKING_PASSWORD=" + password, "MODELGATE_POLICY=" + policy, "MODELGATE_POLL_INTERVAL=100ms",
+				"MODELGATE_LOG_FORMAT=json"}, freeAddr(t))
+			defer d.cancel()
+			addr, logs := d.addr, d.logs
 			// With basic auth MLflow checks the password hash on every request, so a pass
 			// takes seconds here: count from the first refusal on.
 			waitFor(t, time.Minute, "the first refused write", func() bool { return strings.Contains(logs.String(), "version not handled") })
 			time.Sleep(window)
 			refused := sumSeries(t, addr, "modelgate_mlflow_requests_total", `code="403"`, `endpoint="`+tc.refused)
-			cancel()
-			if code := <-done; code != exitOK {
+			if code := d.stop(time.Minute); code != exitOK {
 				t.Fatalf("exit %d\n%s", code, logs)
 			}
 

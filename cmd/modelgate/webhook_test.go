@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -28,21 +27,20 @@ const webhookSecret = "whsec-modelgate-tests"
 // startDaemon runs `modelgate run` in the background until the test ends.
 func startDaemon(t *testing.T, env []string) (addr string, logs *syncBuffer) {
 	t.Helper()
-	addr = freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
-	}()
+	return startDaemonAt(t, env, freeAddr(t))
+}
+
+// startDaemonAt runs `modelgate run` on addr until the test ends, once it is ready.
+func startDaemonAt(t *testing.T, env []string, addr string) (string, *syncBuffer) {
+	t.Helper()
+	d := goRun(env, addr)
 	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != exitOK {
-			t.Errorf("daemon exit %d\n%s", code, logs)
+		if code := d.stop(time.Minute); code != exitOK {
+			t.Errorf("daemon exit %d\n%s", code, d.logs)
 		}
 	})
 	waitFor(t, time.Minute, "/readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })
-	return addr, logs
+	return addr, d.logs
 }
 
 // decidedWithin measures the time from a version's creation returning to modelgate.status
@@ -123,20 +121,7 @@ func TestLostWebhookCaughtByPolling(t *testing.T) {
 func startDaemonWithWebhook(t *testing.T, env []string) (string, *syncBuffer) {
 	t.Helper()
 	addr := freeAddr(t)
-	env = append(env, "MODELGATE_WEBHOOK_URL=http://"+addr+"/webhooks/mlflow")
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != exitOK {
-			t.Errorf("daemon exit %d\n%s", code, logs)
-		}
-	})
-	waitFor(t, time.Minute, "/readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })
+	addr, logs := startDaemonAt(t, append(env, "MODELGATE_WEBHOOK_URL=http://"+addr+"/webhooks/mlflow"), addr)
 	waitFor(t, 30*time.Second, "the webhook to be registered", func() bool { return strings.Contains(logs.String(), "webhook registered in MLflow") })
 	// MLflow caches the subscribers of each event for MLFLOW_WEBHOOK_CACHE_TTL (1s here):
 	// an event right after the registration could still see the old list.
