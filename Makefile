@@ -50,13 +50,16 @@ test: mlflow tools vet
 unit:
 	go test -short -count=1 ./...
 
-# Each fuzz target for FUZZTIME (longer runs: make fuzz FUZZTIME=10m).
+# Each fuzz target of every package for FUZZTIME (longer runs: make fuzz FUZZTIME=10m).
+# The targets are listed by `go test -list`, so a new one runs without being added here.
 fuzz:
-	go test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./mlflow
-	go test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./rules
-	go test -run '^$$' -fuzz '^FuzzTally$$' -fuzztime $(FUZZTIME) ./rules
-	go test -run '^$$' -fuzz '^FuzzWithReport$$' -fuzztime $(FUZZTIME) ./transitions
-	go test -run '^$$' -fuzz '^FuzzWebhookHandler$$' -fuzztime $(FUZZTIME) ./transitions
+	@set -e; for pkg in $$(go list ./...); do \
+	  listed=$$(go test -list '^Fuzz' $$pkg); \
+	  for target in $$(echo "$$listed" | grep '^Fuzz' || true); do \
+	    echo "go test -run '^$$' -fuzz '^$$target\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+	    go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 # The benchmark suite (not pass/fail): scripts/bench.sh, figures in docs/performance.md.
 bench:
