@@ -68,13 +68,21 @@ func (c *Client) SearchModelVersionsPage(ctx context.Context, opts SearchOptions
 	return out.ModelVersions, out.NextPageToken, nil
 }
 
+// ModelVersionPages iterates over the pages of a search, fetching the next page only
+// when the caller asks for more; stop the loop to stop fetching. An error ends the
+// sequence. Callers that decide page by page whether to go on (the reconciler stops at
+// the first page with nothing new) use it; the others use ModelVersions.
+func (c *Client) ModelVersionPages(ctx context.Context, opts SearchOptions) iter.Seq2[[]ModelVersion, error] {
+	return pageSeq(func(token string) ([]ModelVersion, string, error) {
+		return c.SearchModelVersionsPage(ctx, opts, token)
+	})
+}
+
 // ModelVersions iterates over every matching version, page by page, fetching the next
 // page only when the caller asks for more; stop the loop to stop fetching. An error ends
 // the sequence.
 func (c *Client) ModelVersions(ctx context.Context, opts SearchOptions) iter.Seq2[ModelVersion, error] {
-	return pages(func(token string) ([]ModelVersion, string, error) {
-		return c.SearchModelVersionsPage(ctx, opts, token)
-	})
+	return flatten(c.ModelVersionPages(ctx, opts))
 }
 
 // SearchModelVersions returns every matching version, following every page. Prompts
@@ -97,9 +105,9 @@ func (c *Client) SearchRegisteredModelsPage(ctx context.Context, opts SearchOpti
 
 // RegisteredModels iterates over every matching registered model (with aliases and tags).
 func (c *Client) RegisteredModels(ctx context.Context, opts SearchOptions) iter.Seq2[RegisteredModel, error] {
-	return pages(func(token string) ([]RegisteredModel, string, error) {
+	return flatten(pageSeq(func(token string) ([]RegisteredModel, string, error) {
 		return c.SearchRegisteredModelsPage(ctx, opts, token)
-	})
+	}))
 }
 
 // SearchRegisteredModels returns every matching registered model, following every page.
@@ -111,33 +119,47 @@ func (c *Client) SearchRegisteredModels(ctx context.Context, opts SearchOptions)
 // following it would never end.
 var ErrPagingLoop = errors.New("MLflow returned a page token it had already returned")
 
-// pages turns a page fetcher into a sequence, copying each next_page_token into the
-// following request and stopping at the first page without one.
-func pages[T any](fetch func(token string) ([]T, string, error)) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
-		var zero T
+// pageSeq turns a page fetcher into a sequence of pages, copying each next_page_token
+// into the following request and stopping at the first page without one. A token the
+// server handed out before ends the sequence with ErrPagingLoop: following it would
+// never end.
+func pageSeq[T any](fetch func(token string) ([]T, string, error)) iter.Seq2[[]T, error] {
+	return func(yield func([]T, error) bool) {
 		seen := map[string]bool{}
 		token := ""
 		for {
 			items, next, err := fetch(token)
 			if err != nil {
-				yield(zero, err)
+				yield(nil, err)
 				return
 			}
-			for _, it := range items {
-				if !yield(it, nil) {
-					return
-				}
-			}
-			if next == "" {
+			if !yield(items, nil) || next == "" {
 				return
 			}
 			if seen[next] {
-				yield(zero, fmt.Errorf("%w: %q", ErrPagingLoop, next))
+				yield(nil, fmt.Errorf("%w: %q", ErrPagingLoop, next))
 				return
 			}
 			seen[next] = true
 			token = next
+		}
+	}
+}
+
+// flatten turns a sequence of pages into a sequence of items.
+func flatten[T any](pages iter.Seq2[[]T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		for page, err := range pages {
+			if err != nil {
+				yield(zero, err)
+				return
+			}
+			for _, it := range page {
+				if !yield(it, nil) {
+					return
+				}
+			}
 		}
 	}
 }

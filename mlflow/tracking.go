@@ -30,7 +30,7 @@ func (c *Client) MetricHistory(ctx context.Context, runID, key string, pageSize 
 	if pageSize <= 0 {
 		pageSize = metricHistoryPage
 	}
-	return collect(pages(func(token string) ([]Metric, string, error) {
+	return collect(flatten(pageSeq(func(token string) ([]Metric, string, error) {
 		q := url.Values{"run_id": {runID}, "metric_key": {key}, "max_results": {strconv.Itoa(pageSize)}}
 		if token != "" {
 			q.Set("page_token", token)
@@ -43,7 +43,7 @@ func (c *Client) MetricHistory(ctx context.Context, runID, key string, pageSize 
 			return nil, "", err
 		}
 		return out.Metrics, out.NextPageToken, nil
-	}))
+	})))
 }
 
 // GetLoggedModel returns an MLflow 3 logged model with the params and metrics logged

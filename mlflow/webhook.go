@@ -45,7 +45,7 @@ type WebhookSpec struct {
 
 // ListWebhooks returns every webhook, following every page.
 func (c *Client) ListWebhooks(ctx context.Context) ([]Webhook, error) {
-	return collect(pages(func(token string) ([]Webhook, string, error) {
+	return collect(flatten(pageSeq(func(token string) ([]Webhook, string, error) {
 		q := url.Values{"max_results": {"1000"}}
 		if token != "" {
 			q.Set("page_token", token)
@@ -58,7 +58,7 @@ func (c *Client) ListWebhooks(ctx context.Context) ([]Webhook, error) {
 			return nil, "", err
 		}
 		return out.Webhooks, out.NextPageToken, nil
-	}))
+	})))
 }
 
 // CreateWebhook creates a webhook.

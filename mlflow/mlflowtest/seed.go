@@ -3,6 +3,7 @@ package mlflowtest
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"testing"
@@ -45,9 +46,45 @@ type Version struct {
 	LoggedModel bool
 }
 
+// Registry is the registry and tracking API the tests drive, both as modelgate's reader
+// and writer and as a training job or a person would: *mlflow.Client (a real server)
+// and *Memory satisfy it, so one scenario runs against both.
+type Registry interface {
+	CreateRegisteredModel(ctx context.Context, name string, tags mlflow.Tags, description string) (mlflow.RegisteredModel, error)
+	GetRegisteredModel(ctx context.Context, name string) (mlflow.RegisteredModel, error)
+	RenameRegisteredModel(ctx context.Context, name, newName string) (mlflow.RegisteredModel, error)
+	CreateModelVersion(ctx context.Context, req mlflow.CreateModelVersionRequest) (mlflow.ModelVersion, error)
+	GetModelVersion(ctx context.Context, name, version string) (mlflow.ModelVersion, error)
+	DeleteModelVersion(ctx context.Context, name, version string) error
+	SearchModelVersions(ctx context.Context, opts mlflow.SearchOptions) ([]mlflow.ModelVersion, error)
+	SearchModelVersionsPage(ctx context.Context, opts mlflow.SearchOptions, pageToken string) ([]mlflow.ModelVersion, string, error)
+	ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error]
+	SetModelVersionTag(ctx context.Context, name, version, key, value string) error
+	DeleteModelVersionTag(ctx context.Context, name, version, key string) error
+	UpdateModelVersionDescription(ctx context.Context, name, version, description string) (mlflow.ModelVersion, error)
+	SetAlias(ctx context.Context, name, alias, version string) error
+	DeleteAlias(ctx context.Context, name, alias string) error
+	GetModelVersionByAlias(ctx context.Context, name, alias string) (mlflow.ModelVersion, error)
+	TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (mlflow.ModelVersion, error)
+	GetLatestVersions(ctx context.Context, name string, stages ...string) ([]mlflow.ModelVersion, error)
+	CreateExperiment(ctx context.Context, name string) (string, error)
+	GetExperimentByName(ctx context.Context, name string) (string, error)
+	CreateRun(ctx context.Context, experimentID, runName string) (mlflow.Run, error)
+	GetRun(ctx context.Context, runID string) (mlflow.Run, error)
+	LogBatch(ctx context.Context, runID string, metrics []mlflow.Metric, params []mlflow.Param, tags mlflow.Tags) error
+	FinishRun(ctx context.Context, runID string) error
+	CreateLoggedModel(ctx context.Context, experimentID, name, sourceRunID string, params []mlflow.Param) (mlflow.LoggedModel, error)
+	GetLoggedModel(ctx context.Context, modelID string) (mlflow.LoggedModel, error)
+}
+
+var (
+	_ Registry = (*mlflow.Client)(nil)
+	_ Registry = (*Memory)(nil)
+)
+
 // CreateVersion creates the registered model if needed, logs the evidence and registers
 // a version.
-func CreateVersion(ctx context.Context, c *mlflow.Client, v Version) (mlflow.ModelVersion, error) {
+func CreateVersion(ctx context.Context, c Registry, v Version) (mlflow.ModelVersion, error) {
 	if _, err := c.CreateRegisteredModel(ctx, v.Model, nil, ""); err != nil && !mlflow.IsAlreadyExists(err) {
 		return mlflow.ModelVersion{}, err
 	}
@@ -92,7 +129,7 @@ func CreateVersion(ctx context.Context, c *mlflow.Client, v Version) (mlflow.Mod
 }
 
 // experiment returns the id of an experiment, creating it on first use.
-func experiment(ctx context.Context, c *mlflow.Client, name string) (string, error) {
+func experiment(ctx context.Context, c Registry, name string) (string, error) {
 	id, err := c.CreateExperiment(ctx, name)
 	if mlflow.IsAlreadyExists(err) {
 		return c.GetExperimentByName(ctx, name)
