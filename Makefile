@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit vet fuzz bench mlflow tools rules-test demo clean
+.PHONY: all build test test-long unit vet fuzz bench mlflow tools rules-test demo clean
 
 all: build
 
@@ -35,6 +35,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
+	cd charts && go vet ./...
 
 # Every test: unit tests, integration tests against a real MLflow server (and a real
 # Prometheus, helm), the alert rule tests, and each fuzz target for FUZZTIME. Set
@@ -44,9 +45,16 @@ test: mlflow tools vet
 	  elif [ -n "$$CI" ]; then echo "promtool missing" >&2; exit 1; \
 	  else echo "promtool missing: alert rule tests skipped (make tools)"; fi
 	go test $(GO_TEST_FLAGS) ./...
+	cd charts && go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
-# Unit tests only: -short skips everything that needs a real MLflow server.
+# The long soaks, beside make test: modelgate killed with SIGKILL 200 times while a write
+# is on the wire (make test runs 20).
+test-long: mlflow
+	MODELGATE_SIGKILLS=200 go test $(GO_TEST_FLAGS) -run '^TestSIGKILLWhileWriting$$' -v ./cmd/modelgate
+
+# Unit tests only: -short skips everything that needs a real MLflow server; the
+# reconciler's state machine runs on the in-memory registry.
 unit:
 	go test -short -count=1 ./...
 

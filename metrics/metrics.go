@@ -1,23 +1,17 @@
-// Package metrics holds modelgate's Prometheus metrics, registered on a registry of
-// their own (never the global default), with the Go and process collectors. Callers
-// report events (a decision, a promotion, an MLflow request) through methods; the metrics
-// themselves stay private to this package.
+// Package metrics holds modelgate's Prometheus metrics, registered on the Registerer
+// main passes in (never the global default). Callers report events (a decision, a
+// promotion, an MLflow request) through methods taking plain values; the metrics
+// themselves stay private to this package, which imports no other package of ours.
 //
 // Labels carry only gate and check names from the policy and fixed words (outcomes,
 // results, endpoint names, HTTP codes): never model versions or anything a user typed.
 package metrics
 
 import (
-	"net/http"
 	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/modelgate/modelgate/rules"
-	"github.com/modelgate/modelgate/transitions"
 )
 
 const namespace = "modelgate"
@@ -35,8 +29,6 @@ var (
 
 // Metrics is every metric modelgate exports.
 type Metrics struct {
-	registry *prometheus.Registry
-
 	decisions          *prometheus.CounterVec
 	checkResults       *prometheus.CounterVec
 	promotions         *prometheus.CounterVec
@@ -54,11 +46,10 @@ type Metrics struct {
 	webhookDeliveries  *prometheus.CounterVec
 }
 
-// New creates the metrics on a new registry. version is modelgate's build version, for
-// modelgate_build_info.
-func New(version string) *Metrics {
+// New creates the metrics and registers them on reg. version is modelgate's build
+// version, for modelgate_build_info.
+func New(version string, reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		registry: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "decisions_total",
 			Help: "Decisions written to the registry, by gate and outcome (approved, pending_review, rejected, expired). A promotion counts as approved."},
 			[]string{"gate", "outcome"}),
@@ -107,9 +98,7 @@ func New(version string) *Metrics {
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels say which modelgate is running."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	reg.MustRegister(
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
 		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
@@ -120,18 +109,24 @@ func New(version string) *Metrics {
 	return m
 }
 
-// InitPolicy creates the zero-valued series of every gate and check of the policy, and
+// Gate names a gate of the policy and its checks, for the series created at start-up.
+type Gate struct {
+	Name   string
+	Checks []string
+}
+
+// InitSeries creates the zero-valued series of every gate and check of the policy, and
 // of the notification formats it uses, so dashboards and alerts have series to work with
 // before the first event.
-func (m *Metrics) InitPolicy(p *rules.Policy) {
-	for _, g := range p.Gates {
+func (m *Metrics) InitSeries(gates []Gate, notificationFormats []string) {
+	for _, g := range gates {
 		gate := g.Name
 		for _, o := range outcomes {
 			m.decisions.WithLabelValues(gate, o)
 		}
 		for _, c := range g.Checks {
 			for _, r := range checkResults {
-				m.checkResults.WithLabelValues(gate, c.Name, r)
+				m.checkResults.WithLabelValues(gate, c, r)
 			}
 		}
 		for _, t := range promoTargets {
@@ -142,20 +137,12 @@ func (m *Metrics) InitPolicy(p *rules.Policy) {
 		m.rollbacks.WithLabelValues(gate)
 		m.reviewsPending.WithLabelValues(gate)
 	}
-	for _, n := range p.Notifications {
+	for _, f := range notificationFormats {
 		for _, r := range notifyResults {
-			m.notifications.WithLabelValues(n.Format, r)
+			m.notifications.WithLabelValues(f, r)
 		}
 	}
 }
-
-// Handler serves the registry in the Prometheus exposition format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
-}
-
-// Registry returns the registry (for tests: testutil.GatherAndLint).
-func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
 // Decision implements transitions.Recorder.
 func (m *Metrics) Decision(gate, outcome string) { m.decisions.WithLabelValues(gate, outcome).Inc() }
@@ -174,16 +161,15 @@ func (m *Metrics) Promotion(gate, target, result string) {
 func (m *Metrics) Rollback(gate string) { m.rollbacks.WithLabelValues(gate).Inc() }
 
 // ReviewsPending implements transitions.Recorder: the gauges are set from what the
-// registry holds, never counted up and down, so they are right after a restart.
-func (m *Metrics) ReviewsPending(byGate map[string]transitions.PendingReviews) {
-	for gate, p := range byGate {
-		m.reviewsPending.WithLabelValues(gate).Set(float64(p.Count))
-		if p.Count == 0 || p.Oldest.IsZero() {
-			m.oldestReview.DeleteLabelValues(gate)
-			continue
-		}
-		m.oldestReview.WithLabelValues(gate).Set(float64(p.Oldest.UnixMilli()) / 1000)
+// registry holds, never counted up and down, so they are right after a restart. oldest
+// is when the oldest open review was requested (zero when count is 0).
+func (m *Metrics) ReviewsPending(gate string, count int, oldest time.Time) {
+	m.reviewsPending.WithLabelValues(gate).Set(float64(count))
+	if count == 0 || oldest.IsZero() {
+		m.oldestReview.DeleteLabelValues(gate)
+		return
 	}
+	m.oldestReview.WithLabelValues(gate).Set(float64(oldest.UnixMilli()) / 1000)
 }
 
 // ReviewWait implements transitions.Recorder.

@@ -7,36 +7,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/modelgate/modelgate/rules"
-	"github.com/modelgate/modelgate/transitions"
 )
 
-func policy(t *testing.T) *rules.Policy {
-	t.Helper()
-	p, err := rules.Load("t.yaml", []byte(`
-gates:
-  - name: credit
-    models: ["credit-*"]
-    on_missing: reject
-    checks:
-      - {name: floor, metric: accuracy, min: 0.8}
-notifications:
-  - {url_env: HOOK, format: slack}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+// newMetrics registers the metrics on a registry of their own, with the Go and process
+// collectors as main does.
+func newMetrics(version string) (*Metrics, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := New(version, reg)
+	m.InitSeries([]Gate{{Name: "credit", Checks: []string{"floor"}}}, []string{"slack"})
+	return m, reg
 }
 
 func TestNamesFollowPrometheusConventions(t *testing.T) {
-	m := New("v1.2.3")
-	m.InitPolicy(policy(t))
+	m, reg := newMetrics("v1.2.3")
 	m.ObserveMLflowRequest("model-versions/search", "200", 20*time.Millisecond)
-	m.ReviewsPending(map[string]transitions.PendingReviews{"credit": {Count: 2, Oldest: time.Unix(1700000000, 0)}})
-	problems, err := testutil.GatherAndLint(m.Registry())
+	m.ReviewsPending("credit", 2, time.Unix(1700000000, 0))
+	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,13 +36,12 @@ func TestNamesFollowPrometheusConventions(t *testing.T) {
 }
 
 func TestEveryProductMetricIsExported(t *testing.T) {
-	m := New("v1.2.3")
-	m.InitPolicy(policy(t))
+	m, reg := newMetrics("v1.2.3")
 	m.ObserveMLflowRequest("runs/get", "200", time.Millisecond)
 	m.ReviewWait(time.Hour)
 	m.DecisionLatency(time.Second)
 	m.Poll(time.Second, nil)
-	families, err := m.Registry().Gather()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +66,7 @@ func TestEveryProductMetricIsExported(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	m := New("v1")
-	m.InitPolicy(policy(t))
+	m, _ := newMetrics("v1")
 	if v := testutil.ToFloat64(m.decisions.WithLabelValues("credit", "rejected")); v != 0 {
 		t.Fatalf("pre-initialised series = %v", v)
 	}
@@ -112,9 +100,10 @@ func TestEvents(t *testing.T) {
 }
 
 func TestPendingGaugeFollowsTheRegistry(t *testing.T) {
-	m := New("v1")
+	m, _ := newMetrics("v1")
 	oldest := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	m.ReviewsPending(map[string]transitions.PendingReviews{"credit": {Count: 3, Oldest: oldest}, "fraud": {}})
+	m.ReviewsPending("credit", 3, oldest)
+	m.ReviewsPending("fraud", 0, time.Time{})
 	if v := testutil.ToFloat64(m.reviewsPending.WithLabelValues("credit")); v != 3 {
 		t.Fatalf("credit pending = %v", v)
 	}
@@ -122,7 +111,7 @@ func TestPendingGaugeFollowsTheRegistry(t *testing.T) {
 		t.Fatalf("oldest = %v", v)
 	}
 	// The last review closes: the count drops to 0 and the oldest series goes away.
-	m.ReviewsPending(map[string]transitions.PendingReviews{"credit": {}, "fraud": {}})
+	m.ReviewsPending("credit", 0, time.Time{})
 	if v := testutil.ToFloat64(m.reviewsPending.WithLabelValues("credit")); v != 0 {
 		t.Fatalf("credit pending = %v", v)
 	}
@@ -132,8 +121,8 @@ func TestPendingGaugeFollowsTheRegistry(t *testing.T) {
 }
 
 func TestBuildInfo(t *testing.T) {
-	m := New("v9.9.9")
-	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
+	_, reg := newMetrics("v9.9.9")
+	err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP modelgate_build_info Always 1; the labels say which modelgate is running.
 # TYPE modelgate_build_info gauge
 modelgate_build_info{goversion="`+goVersion()+`",version="v9.9.9"} 1

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/mlflow/mlflowtest"
 )
 
 // TestBadRegistryInput: what people and training jobs leave in a real registry, each
@@ -175,11 +176,12 @@ gates:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, openPolicy)
-			tc.run(f)
-			if strings.Contains(f.logs.String(), "panic") {
-				t.Errorf("logs mention a panic:\n%s", f.logs)
-			}
+			scenario(t, openPolicy, func(f *fixture) {
+				tc.run(f)
+				if strings.Contains(f.logs.String(), "panic") {
+					f.t.Errorf("logs mention a panic:\n%s", f.logs)
+				}
+			})
 		})
 	}
 }
@@ -188,7 +190,7 @@ gates:
 // it, as a user deleting it in the UI mid-evaluation would.
 type deletingWriter struct {
 	Writer
-	client         *mlflow.Client
+	client         mlflowtest.Registry
 	model, version string
 	once           sync.Once
 }

@@ -118,40 +118,45 @@ func TestKillAndRestartAtEachWrite(t *testing.T) {
 			func(f *fixture) { f.create(good(f.model)) }},
 	}
 	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			// The uninterrupted run, counting its writes.
-			ref := newFixture(t, sc.policy)
-			sc.setup(ref)
-			sc.step(ref)
-			notesBefore := len(ref.notes.events())
-			counter := &killAfter{w: ref.client, n: 1 << 30}
-			ref.rec = ref.reconciler(counter)
-			ref.pass()
-			writes := 1<<30 - counter.n
-			want := ref.state()
-			wantNotes := ref.notes.events()[notesBefore:]
-			if writes == 0 {
-				t.Fatal("the step made no write")
-			}
-			t.Logf("%d writes in the uninterrupted pass", writes)
+		for _, b := range []backend{inMemory, realMLflow} {
+			t.Run(sc.name+"/"+string(b), func(t *testing.T) { killAndRestart(t, b, sc) })
+		}
+	}
+}
 
-			for k := range writes {
-				f := newFixture(t, sc.policy)
-				sc.setup(f)
-				sc.step(f)
-				before := len(f.notes.events())
-				f.rec = f.reconciler(&killAfter{w: f.client, n: k})
-				_ = f.rec.RunOnce(f.ctx) // killed after k writes
-				f.rec = f.reconciler(f.client)
-				f.pass() // restarted
-				if got := f.state(); got != want {
-					t.Fatalf("killed after %d of %d writes, then restarted:\n%s\nwant (uninterrupted):\n%s", k, writes, got, want)
-				}
-				if got := f.notes.events()[before:]; !slices.Equal(got, wantNotes) {
-					t.Fatalf("killed after %d writes: notifications %v, want %v", k, got, wantNotes)
-				}
-			}
-		})
+// killAndRestart runs one crash scenario on one backend.
+func killAndRestart(t *testing.T, b backend, sc crashScenario) {
+	// The uninterrupted run, counting its writes.
+	ref := newFixtureOn(t, b, sc.policy)
+	sc.setup(ref)
+	sc.step(ref)
+	notesBefore := len(ref.notes.events())
+	counter := &killAfter{w: ref.client, n: 1 << 30}
+	ref.rec = ref.reconciler(counter)
+	ref.pass()
+	writes := 1<<30 - counter.n
+	want := ref.state()
+	wantNotes := ref.notes.events()[notesBefore:]
+	if writes == 0 {
+		t.Fatal("the step made no write")
+	}
+	t.Logf("%d writes in the uninterrupted pass", writes)
+
+	for k := range writes {
+		f := newFixtureOn(t, b, sc.policy)
+		sc.setup(f)
+		sc.step(f)
+		before := len(f.notes.events())
+		f.rec = f.reconciler(&killAfter{w: f.client, n: k})
+		_ = f.rec.RunOnce(f.ctx) // killed after k writes
+		f.rec = f.reconciler(f.client)
+		f.pass() // restarted
+		if got := f.state(); got != want {
+			t.Fatalf("killed after %d of %d writes, then restarted:\n%s\nwant (uninterrupted):\n%s", k, writes, got, want)
+		}
+		if got := f.notes.events()[before:]; !slices.Equal(got, wantNotes) {
+			t.Fatalf("killed after %d writes: notifications %v, want %v", k, got, wantNotes)
+		}
 	}
 }
 
@@ -162,6 +167,9 @@ var decidedAtLine = regexp.MustCompile(`on \d{4}-\d\d-\d\d \d\d:\d\d UTC`)
 func (f *fixture) state() string {
 	f.t.Helper()
 	rm, err := f.client.GetRegisteredModel(f.ctx, f.model)
+	if mlflow.IsNotFound(err) {
+		return "no model MODEL"
+	}
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -188,5 +196,5 @@ func (f *fixture) state() string {
 		}
 		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "on TIME"))
 	}
-	return strings.NewReplacer(f.model, "MODEL", f.policy.Gates[0].Digest(), "GATE-DIGEST").Replace(b.String())
+	return strings.NewReplacer(f.model, "MODEL", f.base, "MODEL", f.policy.Gates[0].Digest(), "GATE-DIGEST").Replace(b.String())
 }

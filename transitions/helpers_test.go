@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,21 +60,78 @@ func unfair(model string) mlflowtest.Version {
 	return v
 }
 
-// fixture is one test's world: its model, its policy, a clock it controls, and the
-// reconciler under test.
+// fixture is one test's world: its model, its policy, a clock it controls, the
+// registry (a real MLflow server, or the in-memory one) and the reconciler under test.
 type fixture struct {
 	t      *testing.T
 	ctx    context.Context
-	srv    *mlflowtest.Server
-	client *mlflow.Client
+	srv    *mlflowtest.Server // nil on the in-memory registry
+	client mlflowtest.Registry
 	model  string
+	base   string // the model's name when the test started (a test may rename it)
 	policy *rules.Policy
 	clock  *fakeClock
 	reqs   *requestCounter
 	notes  *notices
 	logs   *strings.Builder
 	rec    *Reconciler
+	// agree makes every pass check, version by version, that the daemon does exactly
+	// what `modelgate evaluate` says it will (agreeingPass).
+	agree bool
 }
+
+// backend is where a scenario runs.
+type backend string
+
+const (
+	inMemory   backend = "memory"
+	realMLflow backend = "mlflow"
+)
+
+// scenario runs a test three ways:
+//   - "memory": on the in-memory registry, the state machine in milliseconds;
+//   - "evaluate": on the in-memory registry again, where every pass first asks for each
+//     version the plan `modelgate evaluate` would print, then lets the daemon handle the
+//     version and requires it to write and notify exactly that (see agreeingPass);
+//   - "mlflow" (unless -short): on a real MLflow server, after which the registry must
+//     hold what the in-memory run left (f.state, compared).
+//
+// Scenarios that count requests opt out of the evaluate run, whose extra reads they would
+// count (countsRequests).
+func scenario(t *testing.T, policy string, run func(f *fixture), opts ...scenarioOption) {
+	t.Helper()
+	var o scenarioOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var memoryState string
+	t.Run(string(inMemory), func(t *testing.T) {
+		f := newFixtureOn(t, inMemory, policy)
+		run(f)
+		memoryState = f.state()
+	})
+	if !o.countsRequests {
+		t.Run("evaluate", func(t *testing.T) {
+			f := newFixtureOn(t, inMemory, policy)
+			f.agree = true
+			run(f)
+		})
+	}
+	t.Run(string(realMLflow), func(t *testing.T) {
+		f := newFixtureOn(t, realMLflow, policy)
+		run(f)
+		if got := f.state(); memoryState != "" && !t.Failed() && got != memoryState {
+			t.Errorf("the real MLflow registry ends differently from the in-memory one:\n%s\nin memory:\n%s", got, memoryState)
+		}
+	})
+}
+
+type scenarioOptions struct{ countsRequests bool }
+
+type scenarioOption func(*scenarioOptions)
+
+// countsRequests marks a scenario that counts MLflow requests.
+func countsRequests(o *scenarioOptions) { o.countsRequests = true }
 
 type fakeClock struct {
 	mu  sync.Mutex
@@ -146,23 +204,49 @@ func (n *notices) events() []string {
 	return out
 }
 
-var modelSeq atomic.Int64
+var (
+	modelSeq     atomic.Int64
+	notNameChars = regexp.MustCompile(`[^a-z0-9]+`)
+)
 
 // newFixture gives the test its own model name (so tests sharing a server stay apart)
-// and a reconciler with the policy, where MODEL stands for the model name.
+// on a real MLflow server, and a reconciler with the policy, where MODEL stands for the
+// model name.
 func newFixture(t *testing.T, policy string) *fixture {
 	t.Helper()
-	srv := mlflowServer.Get(t)
+	return newFixtureOn(t, realMLflow, policy)
+}
+
+func newFixtureOn(t *testing.T, b backend, policy string) *fixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	model := fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), modelSeq.Add(1))
-	model = strings.NewReplacer("/", "-", "_", "-").Replace(model)
-	f := &fixture{t: t, ctx: ctx, srv: srv, model: model, reqs: &requestCounter{}, notes: &notices{},
+	model = notNameChars.ReplaceAllString(model, "-")
+	f := &fixture{t: t, ctx: ctx, model: model, base: model, reqs: &requestCounter{}, notes: &notices{},
 		clock: &fakeClock{now: time.Now().UTC()}, logs: &strings.Builder{}}
-	f.client = srv.Client(t, mlflow.Options{Observer: f.reqs})
+	switch b {
+	case realMLflow:
+		f.srv = mlflowServer.Get(t)
+		f.client = f.srv.Client(t, mlflow.Options{Observer: f.reqs})
+	default:
+		mem := mlflowtest.NewMemory()
+		mem.Observer = f.reqs
+		f.client = mem
+	}
 	f.setPolicy(policy)
 	return f
 }
+
+func backendOf(f *fixture) backend {
+	if f.real() {
+		return realMLflow
+	}
+	return inMemory
+}
+
+// real reports whether the fixture runs on a real MLflow server.
+func (f *fixture) real() bool { return f.srv != nil }
 
 // setPolicy (re)builds the reconciler with a policy, as a restart with a new file would.
 func (f *fixture) setPolicy(policy string) {
@@ -211,6 +295,10 @@ func (f *fixture) create(v mlflowtest.Version) mlflow.ModelVersion {
 // pass runs one reconcile pass and fails the test on error.
 func (f *fixture) pass() {
 	f.t.Helper()
+	if f.agree {
+		f.agreeingPass()
+		return
+	}
 	if err := f.rec.RunOnce(f.ctx); err != nil {
 		f.t.Fatalf("RunOnce: %v\n%s", err, f.logs)
 	}

@@ -67,6 +67,7 @@ type Reconciler struct {
 	cfg     Config
 	reader  Reader
 	writer  Writer
+	planner *Planner
 	policy  *rules.Policy
 	logger  *slog.Logger
 	metrics Recorder
@@ -119,8 +120,12 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
 	cfg.PageSize = cmp.Or(cfg.PageSize, 200)
+	planner, err := NewPlanner(PlannerConfig{Reader: cfg.Reader, Policy: cfg.Policy, Logger: cfg.Logger, Clock: cfg.Clock, Since: cfg.Since})
+	if err != nil {
+		return nil, err
+	}
 	return &Reconciler{
-		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, policy: cfg.Policy, logger: cfg.Logger,
+		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, planner: planner, policy: cfg.Policy, logger: cfg.Logger,
 		metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
 		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{},
 		pending: map[versionKey]openReview{}, wake: make(chan struct{}, 1),
@@ -178,7 +183,9 @@ func (r *Reconciler) settle(pending map[versionKey]openReview) {
 	r.mu.Lock()
 	r.pending = pending
 	r.mu.Unlock()
-	r.metrics.ReviewsPending(r.pendingByGate(pending))
+	for gate, p := range r.pendingByGate(pending) {
+		r.metrics.ReviewsPending(gate, p.Count, p.Oldest)
+	}
 }
 
 // item is a version to look at in this pass, with the reasons it was found for.
@@ -239,9 +246,7 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 	}
 	seenNewest := newest
 	opts := mlflow.SearchOptions{OrderBy: []string{"creation_timestamp DESC"}, PageSize: pageSize}
-	token, tokens := "", map[string]bool{}
-	for {
-		page, next, err := r.reader.SearchModelVersionsPage(ctx, opts, token)
+	for page, err := range r.reader.ModelVersionPages(ctx, opts) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("search new versions: %w", err)
 		}
@@ -257,14 +262,9 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 				add(mv, full)
 			}
 		}
-		if next == "" || below || (!full && !brandNew) {
+		if below || (!full && !brandNew) {
 			break
 		}
-		if tokens[next] {
-			return nil, nil, fmt.Errorf("search new versions: %w: %q", mlflow.ErrPagingLoop, next)
-		}
-		tokens[next] = true
-		token = next
 	}
 
 	pending := map[versionKey]openReview{}
@@ -275,14 +275,16 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		{"rollback requests", mlflow.TagPresentFilter(TagRollback) + " AND " + mlflow.TagFilter(TagStatus, string(StatusPromoted))},
 		{"re-evaluation requests", mlflow.TagPresentFilter(TagReevaluate)},
 	} {
-		if err := r.search(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}, func(mv mlflow.ModelVersion) bool {
-			add(mv, full)
-			if mv.Tags[TagStatus] == string(StatusPendingReview) {
-				pending[versionKey{mv.Name, mv.Version}] = openReviewOf(mv)
+		for page, err := range r.reader.ModelVersionPages(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}) {
+			if err != nil {
+				return nil, nil, fmt.Errorf("search %s: %w", q.what, err)
 			}
-			return true
-		}); err != nil {
-			return nil, nil, fmt.Errorf("search %s: %w", q.what, err)
+			for _, mv := range page {
+				add(mv, full)
+				if mv.Tags[TagStatus] == string(StatusPendingReview) {
+					pending[versionKey{mv.Name, mv.Version}] = openReviewOf(mv)
+				}
+			}
 		}
 	}
 
@@ -324,31 +326,6 @@ func (r *Reconciler) readDue(ctx context.Context, now time.Time, items map[versi
 		}
 	}
 	return nil
-}
-
-// search calls fn for each version of a search, page by page, until fn returns false.
-func (r *Reconciler) search(ctx context.Context, opts mlflow.SearchOptions, fn func(mlflow.ModelVersion) bool) error {
-	token := ""
-	seen := map[string]bool{}
-	for {
-		page, next, err := r.reader.SearchModelVersionsPage(ctx, opts, token)
-		if err != nil {
-			return err
-		}
-		for _, mv := range page {
-			if !fn(mv) {
-				return nil
-			}
-		}
-		if next == "" {
-			return nil
-		}
-		if seen[next] {
-			return fmt.Errorf("%w: %q", mlflow.ErrPagingLoop, next)
-		}
-		seen[next] = true
-		token = next
-	}
 }
 
 // due returns the versions to read again this pass: failed ones whose backoff is over,
@@ -442,17 +419,7 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 					// on every pass, but it waits for its retry time like the rest.
 					continue
 				}
-				status, gate, err := r.handleVersion(gctx, it)
-				switch {
-				case err == nil:
-					r.forget(k)
-				case mlflow.IsNotFound(err):
-					r.logger.Info("version disappeared while being handled (deleted or renamed)", "model", k.model, "version", k.version)
-					r.forget(k)
-				default:
-					r.logger.Error("version not handled; will retry", "model", k.model, "version", k.version, "error", err)
-					r.failed(k)
-				}
+				status, gate, _ := r.handleItem(gctx, it)
 				mu.Lock()
 				switch _, known := pending[k]; {
 				case status == StatusPendingReview && !known:
@@ -469,6 +436,38 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 	}
 	_ = g.Wait()
 	return pending
+}
+
+// handleItem handles one version and deals with the outcome: a version that failed is
+// logged and retried later with backoff, one that disappeared (deleted or renamed) is
+// dropped. It returns what handleVersion returned.
+func (r *Reconciler) handleItem(ctx context.Context, it *item) (Status, string, error) {
+	k := versionKey{it.mv.Name, it.mv.Version}
+	status, gate, err := r.handleVersion(ctx, it)
+	switch {
+	case err == nil:
+		r.forget(k)
+	case mlflow.IsNotFound(err):
+		r.logger.Info("version disappeared while being handled (deleted or renamed)", "model", k.model, "version", k.version)
+		r.forget(k)
+	default:
+		r.logger.Error("version not handled; will retry", "model", k.model, "version", k.version, "error", err)
+		r.failed(k)
+	}
+	return status, gate, err
+}
+
+// handleVersion plans what one version needs and applies the plan. It returns the
+// status the version ends with ("" when it is unknown: the plan failed) and its gate.
+func (r *Reconciler) handleVersion(ctx context.Context, it *item) (Status, string, error) {
+	p, err := r.planner.Plan(ctx, it.mv, it.full)
+	if err != nil {
+		return "", "", err
+	}
+	if err := r.Apply(ctx, p); err != nil {
+		return "", p.Gate, err
+	}
+	return p.Status, p.Gate, nil
 }
 
 // pendingByGate counts open reviews per gate, listing every gate of the policy so a

@@ -1,11 +1,12 @@
 package transitions
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 
 func jsonDecode(r *http.Request, v any) error { return json.NewDecoder(r.Body).Decode(v) }
 
-func TestAutoPromotion(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestAutoPromotion(t *testing.T) { scenario(t, basePolicy, autoPromotion) }
+
+func autoPromotion(f *fixture) {
+	t := f.t
 	v1 := f.create(good(f.model))
 	f.pass()
 	mv := f.wantStatus(v1.Version, StatusPromoted)
@@ -51,8 +54,10 @@ func TestAutoPromotion(t *testing.T) {
 	}
 }
 
-func TestRejection(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestRejection(t *testing.T) { scenario(t, basePolicy, rejection) }
+
+func rejection(f *fixture) {
+	t := f.t
 	v := f.create(unfair(f.model))
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusRejected)
@@ -70,8 +75,10 @@ func TestRejection(t *testing.T) {
 	}
 }
 
-func TestReviewThenApproval(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestReviewThenApproval(t *testing.T) { scenario(t, basePolicy, reviewThenApproval) }
+
+func reviewThenApproval(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusPendingReview)
@@ -95,8 +102,10 @@ func TestReviewThenApproval(t *testing.T) {
 	}
 }
 
-func TestUnlistedVoteIgnored(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestUnlistedVoteIgnored(t *testing.T) { scenario(t, basePolicy, unlistedVoteIgnored) }
+
+func unlistedVoteIgnored(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	f.tag(v.Version, "modelgate.approve.mallory", "ship it")
@@ -110,8 +119,10 @@ func TestUnlistedVoteIgnored(t *testing.T) {
 	}
 }
 
-func TestRejectionWithReason(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestRejectionWithReason(t *testing.T) { scenario(t, basePolicy, rejectionWithReason) }
+
+func rejectionWithReason(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	f.tag(v.Version, "modelgate.reject.bob", "") // no reason: ignored
@@ -131,7 +142,11 @@ func TestRejectionWithReason(t *testing.T) {
 }
 
 func TestTwoApprovalsNeeded(t *testing.T) {
-	f := newFixture(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1))
+	scenario(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1), twoApprovalsNeeded)
+}
+
+func twoApprovalsNeeded(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	f.tag(v.Version, "modelgate.approve.alice", "")
@@ -145,8 +160,10 @@ func TestTwoApprovalsNeeded(t *testing.T) {
 	f.wantStatus(v.Version, StatusPromoted)
 }
 
-func TestReviewExpires(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestReviewExpires(t *testing.T) { scenario(t, basePolicy, reviewExpires) }
+
+func reviewExpires(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	f.clock.Advance(23 * time.Hour)
@@ -164,7 +181,11 @@ func TestReviewExpires(t *testing.T) {
 }
 
 func TestEvidenceChangeResetsVotes(t *testing.T) {
-	f := newFixture(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1))
+	scenario(t, strings.Replace(basePolicy, "min_approvals: 1", "min_approvals: 2", 1), evidenceChangeResetsVotes)
+}
+
+func evidenceChangeResetsVotes(f *fixture) {
+	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
 	before := f.get(v.Version).Tags[TagEvidenceDigest]
@@ -195,8 +216,10 @@ func TestEvidenceChangeResetsVotes(t *testing.T) {
 	f.wantStatus(v.Version, StatusPromoted)
 }
 
-func TestReevaluateTag(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestReevaluateTag(t *testing.T) { scenario(t, basePolicy, reevaluateTag) }
+
+func reevaluateTag(f *fixture) {
+	t := f.t
 	v := f.create(unfair(f.model))
 	f.pass()
 	f.wantStatus(v.Version, StatusRejected)
@@ -215,7 +238,11 @@ func TestReevaluateTag(t *testing.T) {
 }
 
 func TestRollbackRestoresPreviousChampion(t *testing.T) {
-	f := newFixture(t, basePolicy)
+	scenario(t, basePolicy, rollbackRestoresPreviousChampion)
+}
+
+func rollbackRestoresPreviousChampion(f *fixture) {
+	t := f.t
 	v1 := f.create(good(f.model))
 	f.pass()
 	v2 := f.create(good(f.model))
@@ -243,8 +270,7 @@ func TestRollbackRestoresPreviousChampion(t *testing.T) {
 	}
 }
 
-func TestStageGateArchivesExisting(t *testing.T) {
-	f := newFixture(t, `
+const stageGateArchivesExistingPolicy = `
 gates:
   - name: gate-MODEL
     models: ["MODEL"]
@@ -254,7 +280,14 @@ gates:
     promote:
       stage: Production
       archive_existing: true
-`)
+`
+
+func TestStageGateArchivesExisting(t *testing.T) {
+	scenario(t, stageGateArchivesExistingPolicy, stageGateArchivesExisting)
+}
+
+func stageGateArchivesExisting(f *fixture) {
+	t := f.t
 	v1 := f.create(good(f.model))
 	f.pass()
 	v2 := f.create(good(f.model))
@@ -269,7 +302,11 @@ gates:
 }
 
 func TestUserDescriptionKeptAcrossDecisions(t *testing.T) {
-	f := newFixture(t, basePolicy)
+	scenario(t, basePolicy, userDescriptionKeptAcrossDecisions)
+}
+
+func userDescriptionKeptAcrossDecisions(f *fixture) {
+	t := f.t
 	user := "Gradient boosting, trained on 2026-Q3.\n\n**Owner:** risk team  \nDo not deploy on Fridays.\n"
 	spec := borderline(f.model)
 	spec.Description = user
@@ -299,10 +336,23 @@ func TestUserDescriptionKeptAcrossDecisions(t *testing.T) {
 }
 
 func TestPromptUntouched(t *testing.T) {
-	f := newFixture(t, strings.Replace(basePolicy, `models: ["MODEL"]`, `models: ["*prompt*"]`, 1))
+	scenario(t, strings.Replace(basePolicy, `models: ["MODEL"]`, `models: ["*prompt*"]`, 1), promptUntouched)
+}
+
+func promptUntouched(f *fixture) {
+	t := f.t
 	name := strings.ReplaceAll(f.model, "-", "_") + "_prompt"
-	if _, err := f.srv.RunPython(f.ctx, `import mlflow; mlflow.genai.register_prompt(name="`+name+`", template="Summarise {{text}}")`); err != nil {
-		t.Fatal(err)
+	if f.real() {
+		if _, err := f.srv.RunPython(f.ctx, `import mlflow; mlflow.genai.register_prompt(name="`+name+`", template="Summarise {{text}}")`); err != nil {
+			t.Fatal(err)
+		}
+	} else { // what register_prompt leaves in the registry
+		if _, err := f.client.CreateRegisteredModel(f.ctx, name, mlflow.Tags{mlflow.PromptTag: "true"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.client.CreateModelVersion(f.ctx, mlflow.CreateModelVersionRequest{Name: name, Source: "prompt", Tags: mlflow.Tags{"mlflow.prompt.text": "Summarise {{text}}"}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f.rec.Nudge(name, "1") // as a webhook for the prompt would
 	f.pass()
@@ -318,7 +368,11 @@ func TestPromptUntouched(t *testing.T) {
 }
 
 func TestVersionOlderThanSinceUntouched(t *testing.T) {
-	f := newFixture(t, basePolicy)
+	scenario(t, basePolicy, versionOlderThanSinceUntouched)
+}
+
+func versionOlderThanSinceUntouched(f *fixture) {
+	t := f.t
 	v := f.create(good(f.model))
 	old := f.reconciler(f.client)
 	old.cfg.Since = f.clock.Now().Add(time.Hour) // the version was created before Since
@@ -337,7 +391,11 @@ func TestVersionOlderThanSinceUntouched(t *testing.T) {
 }
 
 func TestManualAliasMoveNotReverted(t *testing.T) {
-	f := newFixture(t, basePolicy)
+	scenario(t, basePolicy, manualAliasMoveNotReverted)
+}
+
+func manualAliasMoveNotReverted(f *fixture) {
+	t := f.t
 	v1 := f.create(good(f.model))
 	f.pass()
 	v2 := f.create(good(f.model))
@@ -355,8 +413,10 @@ func TestManualAliasMoveNotReverted(t *testing.T) {
 	f.wantStatus(v2.Version, StatusPromoted)
 }
 
-func TestNotNewerThanTheChampion(t *testing.T) {
-	f := newFixture(t, basePolicy)
+func TestNotNewerThanTheChampion(t *testing.T) { scenario(t, basePolicy, notNewerThanTheChampion) }
+
+func notNewerThanTheChampion(f *fixture) {
+	t := f.t
 	v1 := f.create(borderline(f.model)) // waits for review
 	f.pass()
 	v2 := f.create(good(f.model)) // promoted at once
@@ -369,43 +429,17 @@ func TestNotNewerThanTheChampion(t *testing.T) {
 	}
 }
 
-func TestNotificationsReceived(t *testing.T) {
-	got := make(chan string, 10)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n JSONNotice
-		if err := jsonDecode(r, &n); err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		got <- string(n.Event) + " " + n.Model + " " + n.Version + " " + n.URL
-	}))
-	defer hook.Close()
-	f := newFixture(t, basePolicy+"notifications:\n  - url_env: HOOK_URL\n    format: json\n    events: [promoted, rejected]\n")
-	wh, err := NewWebhooks(f.policy.Notifications, WebhooksOptions{
-		LookupEnv: func(k string) (string, bool) { return hook.URL, k == "HOOK_URL" },
-		UIURL:     "https://mlflow.example.com/",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go wh.Run(f.ctx)
-	f.rec.notify = wh
-	v := f.create(good(f.model))
-	f.pass()
-	want := "promoted " + f.model + " " + v.Version + " https://mlflow.example.com/#/models/" + f.model + "/versions/" + v.Version
-	select {
-	case msg := <-got:
-		if msg != want {
-			t.Fatalf("got %q, want %q", msg, want)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no notification received")
-	}
+func TestIdleCycleRequestCount(t *testing.T) {
+	scenario(t, basePolicy, idleCycleRequestCount, countsRequests)
 }
 
-func TestIdleCycleRequestCount(t *testing.T) {
-	for _, n := range []int{100, 1000} {
-		f := newFixture(t, basePolicy)
+func idleCycleRequestCount(first *fixture) {
+	t := first.t
+	for i, n := range []int{100, 1000} {
+		f := first
+		if i > 0 {
+			f = newFixtureOn(t, backendOf(first), basePolicy)
+		}
 		// A registry of n versions, all decided already, plus one open review.
 		if _, err := f.client.CreateRegisteredModel(f.ctx, f.model, nil, ""); err != nil {
 			t.Fatal(err)
@@ -435,7 +469,11 @@ func TestIdleCycleRequestCount(t *testing.T) {
 // TestBurstOfNewVersionsIsFollowedAcrossPages: more versions registered between two
 // passes than one page holds are all found by the next incremental pass.
 func TestBurstOfNewVersionsIsFollowedAcrossPages(t *testing.T) {
-	f := newFixture(t, "gates:\n  - name: gate-MODEL\n    models: [\"MODEL\"]\n")
+	scenario(t, "gates:\n  - name: gate-MODEL\n    models: [\"MODEL\"]\n", burstOfNewVersionsIsFollowedAcrossPages)
+}
+
+func burstOfNewVersionsIsFollowedAcrossPages(f *fixture) {
+	t := f.t
 	f.rec.cfg.PageSize = 10
 	f.pass()     // start-up full scan
 	const n = 25 // two full pages and a bit
@@ -461,4 +499,61 @@ func TestBurstOfNewVersionsIsFollowedAcrossPages(t *testing.T) {
 	if len(vs) != n || undecided != 0 {
 		t.Fatalf("%d versions, %d not approved after one incremental pass", len(vs), undecided)
 	}
+}
+
+// refusingWriter refuses every write as MLflow does for a user without the permission.
+type refusingWriter struct {
+	Writer
+	mu      sync.Mutex
+	refused int
+}
+
+func (w *refusingWriter) refuse() error {
+	w.mu.Lock()
+	w.refused++
+	w.mu.Unlock()
+	return &mlflow.Error{Method: "POST", Endpoint: "model-versions/set-tag", StatusCode: http.StatusForbidden,
+		Code: "PERMISSION_DENIED", Message: "Permission denied"}
+}
+
+func (w *refusingWriter) SetModelVersionTag(context.Context, string, string, string, string) error {
+	return w.refuse()
+}
+
+func (w *refusingWriter) UpdateModelVersionDescription(context.Context, string, string, string) (mlflow.ModelVersion, error) {
+	return mlflow.ModelVersion{}, w.refuse()
+}
+
+func (w *refusingWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.refused
+}
+
+// TestRefusedWritesBackOff: a version whose writes MLflow refuses (a missing permission)
+// is retried with a backoff that doubles from the poll interval, not on every pass. On
+// a clock the test controls: 64 passes one poll interval apart.
+func TestRefusedWritesBackOff(t *testing.T) {
+	scenario(t, basePolicy, func(f *fixture) {
+		w := &refusingWriter{Writer: f.client}
+		f.rec = f.reconciler(w)
+		f.rec.cfg.PollInterval = time.Second
+		f.create(good(f.model))
+		passes := 0
+		for range 64 {
+			_ = f.rec.RunOnce(f.ctx) // the version fails; the pass itself succeeds
+			f.clock.Advance(time.Second)
+			passes++
+		}
+		// Attempts at 0, 1, 3, 7, 15, 31 and 63 seconds: 7, each refused once or a few
+		// times (the writes of a step run in parallel). A tight loop refuses on every pass.
+		attempts := strings.Count(f.logs.String(), "version not handled; will retry")
+		f.t.Logf("%d passes: %d attempts, %d writes refused", passes, attempts, w.count())
+		if attempts < 5 || attempts > 8 {
+			f.t.Fatalf("%d attempts in %d passes one poll interval apart, want about log2(%d)+1 = 7", attempts, passes, passes)
+		}
+		if f.status("1") != "" {
+			f.t.Fatal("a refused version got a status")
+		}
+	}, countsRequests)
 }

@@ -16,9 +16,10 @@ type Recorder interface {
 	Promotion(gate, target, result string)
 	// Rollback counts a rollback carried out.
 	Rollback(gate string)
-	// ReviewsPending reports the open reviews per gate, as read from the registry each
-	// pass (every gate of the policy is listed, with 0 when it has none).
-	ReviewsPending(byGate map[string]PendingReviews)
+	// ReviewsPending reports the open reviews of a gate, as read from the registry each
+	// pass (called for every gate of the policy, with 0 when it has none): how many, and
+	// when the oldest was requested.
+	ReviewsPending(gate string, count int, oldest time.Time)
 	// ReviewWait observes the time from the review request to a person's decision.
 	ReviewWait(d time.Duration)
 	// DecisionLatency observes the time from a version's creation to its first decision.
@@ -36,11 +37,11 @@ type PendingReviews struct {
 // nopRecorder records nothing.
 type nopRecorder struct{}
 
-func (nopRecorder) Decision(string, string)                  {}
-func (nopRecorder) CheckResult(string, string, string)       {}
-func (nopRecorder) Promotion(string, string, string)         {}
-func (nopRecorder) Rollback(string)                          {}
-func (nopRecorder) ReviewsPending(map[string]PendingReviews) {}
-func (nopRecorder) ReviewWait(time.Duration)                 {}
-func (nopRecorder) DecisionLatency(time.Duration)            {}
-func (nopRecorder) Poll(time.Duration, error)                {}
+func (nopRecorder) Decision(string, string)               {}
+func (nopRecorder) CheckResult(string, string, string)    {}
+func (nopRecorder) Promotion(string, string, string)      {}
+func (nopRecorder) Rollback(string)                       {}
+func (nopRecorder) ReviewsPending(string, int, time.Time) {}
+func (nopRecorder) ReviewWait(time.Duration)              {}
+func (nopRecorder) DecisionLatency(time.Duration)         {}
+func (nopRecorder) Poll(time.Duration, error)             {}

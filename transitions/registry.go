@@ -2,6 +2,7 @@ package transitions
 
 import (
 	"context"
+	"iter"
 	"log/slog"
 
 	"github.com/modelgate/modelgate/mlflow"
@@ -9,10 +10,9 @@ import (
 
 // Reader is what the reconciler reads from MLflow. *mlflow.Client satisfies it.
 type Reader interface {
-	EvidenceReader
-	SearchModelVersionsPage(ctx context.Context, opts mlflow.SearchOptions, pageToken string) ([]mlflow.ModelVersion, string, error)
-	GetModelVersion(ctx context.Context, name, version string) (mlflow.ModelVersion, error)
-	GetRegisteredModel(ctx context.Context, name string) (mlflow.RegisteredModel, error)
+	PlanReader
+	// ModelVersionPages pages through a search (MLflow pages by offset).
+	ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error]
 }
 
 // Writer is every change the reconciler makes to MLflow. *mlflow.Client satisfies it;

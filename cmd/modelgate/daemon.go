@@ -6,14 +6,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/modelgate/modelgate/metrics"
+	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/rules"
 	"github.com/modelgate/modelgate/transitions"
+	"github.com/modelgate/modelgate/transitions/notify"
 )
 
 // runDaemon is `modelgate run`: poll MLflow, decide, act, until ctx ends (SIGTERM or
@@ -31,51 +39,82 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "modelgate run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	d, code := newDaemon(environ, *dryRun, *once, stdout, stderr)
+	if d == nil {
+		return code
+	}
+	if *once {
+		return d.runOnce(ctx)
+	}
+	// Listen before anything reaches MLflow: a port in use is a configuration error.
+	ln, err := net.Listen("tcp", d.cfg.ListenAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", d.cfg.ListenAddr, err)
+		return exitUsage
+	}
+	return d.serve(ctx, ln)
+}
+
+// daemon is `modelgate run` wired up: configuration, MLflow client, metrics, notifier
+// and reconciler, ready to serve.
+type daemon struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
+	client   *mlflow.Client
+	sender   *notify.Notifier
+	rec      *transitions.Reconciler
+}
+
+// newDaemon reads the configuration and the policy and builds the daemon; on a problem it
+// prints it and returns nil with the exit code.
+func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*daemon, int) {
 	cfg, err := loadConfig(environ)
 	if err == nil {
 		err = cfg.requireTrackingURI()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
-		return exitUsage
+		return nil, exitUsage
 	}
-	cfg.DryRun = cfg.DryRun || *dryRun
+	cfg.DryRun = cfg.DryRun || dryRun
 	policy, err := loadPolicy(cfg.PolicyPath)
 	if err != nil {
-		return printPolicyError(stdout, stderr, err)
+		return nil, printPolicyError(stdout, stderr, err)
 	}
-	logger := newLogger(cfg, stderr)
-	m := metrics.New(buildVersion())
-	m.InitPolicy(policy)
-	client, err := newClient(cfg, logger, m)
-	if err != nil {
+	d := &daemon{cfg: cfg, logger: newLogger(cfg, stderr), registry: prometheus.NewRegistry()}
+	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = metrics.New(buildVersion(), d.registry)
+	d.metrics.InitSeries(metricSeries(policy))
+	if d.client, err = newClient(cfg, d.logger, d.metrics); err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
-		return exitUsage
+		return nil, exitUsage
 	}
 	env := envMap(environ)
-	webhooks, err := transitions.NewWebhooks(policy.Notifications, transitions.WebhooksOptions{
+	d.sender, err = notify.New(policy.Notifications, notify.Options{
 		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		UIURL:     cfg.UIURL,
-		Logger:    logger,
-		Recorder:  m,
+		Logger:    d.logger,
+		Recorder:  d.metrics,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
-		return exitUsage
+		return nil, exitUsage
 	}
-	var writer transitions.Writer = client
-	var notifier transitions.Notifier = webhooks
+	var writer transitions.Writer = d.client
+	var notifier transitions.Notifier = d.sender
 	if cfg.DryRun {
-		writer = transitions.DryRun{Logger: logger}
-		notifier = dryRunNotifier{logger: logger}
+		writer = transitions.DryRun{Logger: d.logger}
+		notifier = dryRunNotifier{logger: d.logger}
 	}
 	start := time.Now()
-	rec, err := transitions.New(transitions.Config{
-		Reader:       client,
+	d.rec, err = transitions.New(transitions.Config{
+		Reader:       d.client,
 		Writer:       writer,
 		Policy:       policy,
-		Logger:       logger,
-		Metrics:      m,
+		Logger:       d.logger,
+		Metrics:      d.metrics,
 		Notifier:     notifier,
 		Concurrency:  cfg.Concurrency,
 		Since:        cfg.Since.Cutoff(start),
@@ -83,72 +122,107 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
-		return exitUsage
+		return nil, exitUsage
 	}
-	logger.Info("modelgate starting", "version", buildVersion(), "tracking_uri", client.TrackingURI(), "policy", cfg.PolicyPath,
-		"policy_digest", policy.Digest(), "gates", len(policy.Gates), "dry_run", cfg.DryRun, "once", *once,
+	d.logger.Info("modelgate starting", "version", buildVersion(), "tracking_uri", d.client.TrackingURI(), "policy", cfg.PolicyPath,
+		"policy_digest", policy.Digest(), "gates", len(policy.Gates), "dry_run", cfg.DryRun, "once", once,
 		"since", cfg.Since.Cutoff(start).Format(time.RFC3339), "poll_interval", cfg.PollInterval.String())
+	return d, exitOK
+}
 
-	var wg sync.WaitGroup
+// runOnce is `run --once`: one full pass, its notifications drained, then the exit code.
+func (d *daemon) runOnce(ctx context.Context) int {
 	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(1)
-	go func() { defer wg.Done(); webhooks.Run(notifyCtx) }()
-	defer func() { stopNotify(); wg.Wait() }()
-
-	if *once {
-		if err := rec.RunOnce(ctx); err != nil {
-			logger.Error("reconcile pass failed", "error", err)
-			return exitCode(err)
-		}
-		return exitOK
-	}
-
-	// Listen before anything reaches MLflow: a port in use is a configuration error.
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	var g errgroup.Group
+	g.Go(func() error { d.sender.Run(notifyCtx); return nil })
+	err := d.rec.RunOnce(ctx)
+	stopNotify() // the notifier drains what the pass queued, within its deadline
+	_ = g.Wait()
 	if err != nil {
-		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", cfg.ListenAddr, err)
-		return exitUsage
+		d.logger.Error("reconcile pass failed", "error", err)
+		return exitCode(err)
 	}
-	defer ln.Close()
+	return exitOK
+}
+
+// serve runs the daemon on ln until ctx ends: the HTTP server (metrics, probes,
+// webhooks), the reconciler, the notifier and the webhook registration, each owned by
+// one errgroup. If the HTTP server stops serving, everything stops and serve returns 2:
+// deciding with no metrics or probes would hide the daemon from its operators.
+func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
-	mux.Handle("GET /healthz", transitions.LiveHandler())
-	mux.Handle("GET /readyz", rec.ReadyHandler(client, 3*cfg.PollInterval+time.Minute))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
+	mux.Handle("GET /healthz", liveHandler())
+	mux.Handle("GET /readyz", readyHandler(d.rec, d.client, 3*d.cfg.PollInterval+time.Minute, time.Now))
 	paths := "/metrics /healthz /readyz"
-	if secret := cfg.WebhookSecret.Reveal(); secret != "" {
-		receiver, err := transitions.NewWebhookReceiver(transitions.WebhookOptions{
-			Secret: []byte(secret), Nudger: rec, Recorder: m, Logger: logger,
+	var receiver *transitions.WebhookReceiver
+	secret := d.cfg.WebhookSecret.Reveal()
+	if secret != "" {
+		var err error
+		receiver, err = transitions.NewWebhookReceiver(transitions.WebhookOptions{
+			Secret: []byte(secret), Nudger: d.rec, Recorder: d.metrics, Logger: d.logger,
 		})
 		if err != nil {
-			fmt.Fprintf(stderr, "modelgate: %v\n", err)
+			ln.Close()
+			d.logger.Error("webhook receiver", "error", err)
 			return exitUsage
 		}
 		mux.Handle("/webhooks/mlflow", receiver)
 		paths += " /webhooks/mlflow"
-		if cfg.WebhookURL != "" && !cfg.DryRun {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				transitions.KeepWebhookRegistered(ctx, client, cfg.WebhookURL, []byte(secret), logger)
-			}()
-		}
 	}
-	srv := &http.Server{Addr: cfg.ListenAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server stopped", "error", err)
-		}
-	}()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
 
-	_ = rec.Run(ctx)
-	logger.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdown)
+	// Notifications go out until the reconciler has stopped, then what is queued is
+	// drained (bounded): stopping never cuts a decision's notification short.
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNotify()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { d.sender.Run(notifyCtx); return nil })
+	if receiver != nil && d.cfg.WebhookURL != "" && !d.cfg.DryRun {
+		g.Go(func() error {
+			transitions.KeepWebhookRegistered(gctx, d.client, d.cfg.WebhookURL, []byte(secret), d.logger)
+			return nil
+		})
+	}
+	d.logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP server on %s stopped: %w", ln.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		_ = d.rec.Run(gctx)
+		d.logger.Info("shutting down")
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		stopNotify()
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		d.logger.Error("modelgate stopped: it cannot serve its metrics and probes", "error", err)
+		return exitUsage
+	}
 	return exitOK
+}
+
+// metricSeries lists the gates, checks and notification formats of the policy, whose
+// metric series start at 0.
+func metricSeries(p *rules.Policy) ([]metrics.Gate, []string) {
+	gates := make([]metrics.Gate, 0, len(p.Gates))
+	for _, g := range p.Gates {
+		mg := metrics.Gate{Name: g.Name}
+		for _, c := range g.Checks {
+			mg.Checks = append(mg.Checks, c.Name)
+		}
+		gates = append(gates, mg)
+	}
+	var formats []string
+	for _, n := range p.Notifications {
+		formats = append(formats, n.Format)
+	}
+	return gates, formats
 }
 
 // envMap turns KEY=value strings into a map.

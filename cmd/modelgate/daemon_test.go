@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -252,10 +253,44 @@ func TestReadyzWhenMLflowIsDown(t *testing.T) {
 	addr := d.addr
 	waitFor(t, 30*time.Second, "/healthz", func() bool { code, _ := get("http://" + addr + "/healthz"); return code == 200 })
 	code, body := get("http://" + addr + "/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
-		t.Fatalf("/readyz with MLflow down: %d %q", code, body)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: MLflow does not answer") || !strings.Contains(body, "MLflow unreachable") {
+		t.Fatalf("/readyz with MLflow down: %d %q; want 503 naming MLflow as the cause", code, body)
 	}
 	if code := d.stop(30 * time.Second); code != exitOK {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+// brokenListener accepts nothing: Accept fails as a listener whose socket was closed
+// under the server would.
+type brokenListener struct{ net.Listener }
+
+func (b brokenListener) Accept() (net.Conn, error) {
+	return nil, errors.New("socket closed under the server")
+}
+
+// TestDaemonStopsWhenItCannotServe: a daemon whose HTTP server stops serving (no metrics,
+// no probes) stops deciding too and exits non-zero, rather than acting unobserved.
+func TestDaemonStopsWhenItCannotServe(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	logs := &syncBuffer{}
+	d, code := newDaemon(daemonEnv(srv, "MODELGATE_POLL_INTERVAL=100ms"), false, false, io.Discard, logs)
+	if d == nil {
+		t.Fatalf("exit %d: %s", code, logs)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int, 1)
+	go func() { done <- d.serve(context.Background(), brokenListener{ln}) }()
+	select {
+	case code := <-done:
+		if code != exitUsage || !strings.Contains(logs.String(), "cannot serve its metrics and probes") {
+			t.Fatalf("exit %d, logs:\n%s", code, logs)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the daemon went on deciding without an HTTP server")
 	}
 }

@@ -2,18 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/modelgate/modelgate/mlflow"
-	"github.com/modelgate/modelgate/rules"
 	"github.com/modelgate/modelgate/transitions"
 )
 
-// runEvaluate evaluates one version against the policy and prints the report (text, or
-// JSON with --json). It reads from MLflow and writes nothing.
+// runEvaluate prints the plan the daemon would carry out for one version now (text, or
+// JSON with --json): the decision, the votes, and every write and notification. It
+// plans with the daemon's own Planner, reads from MLflow and writes nothing.
 func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("evaluate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -55,7 +56,14 @@ func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.
 		return exitUsage
 	}
 
-	report, err := evaluateVersion(ctx, client, policy, model, version)
+	planner, err := transitions.NewPlanner(transitions.PlannerConfig{
+		Reader: client, Policy: policy, Logger: logger, Since: cfg.Since.Cutoff(time.Now()),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "modelgate evaluate: %v\n", err)
+		return exitUsage
+	}
+	plan, err := planner.PlanVersion(ctx, model, version)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate evaluate: %v\n", err)
 		if mlflow.IsNotFound(err) {
@@ -64,7 +72,7 @@ func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.
 		return exitCode(err)
 	}
 	if *asJSON {
-		b, err := report.JSON()
+		b, err := json.MarshalIndent(plan, "", "  ")
 		if err != nil {
 			fmt.Fprintf(stderr, "modelgate evaluate: %v\n", err)
 			return exitPolicy
@@ -72,43 +80,8 @@ func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.
 		fmt.Fprintf(stdout, "%s\n", b)
 		return exitOK
 	}
-	fmt.Fprint(stdout, report.Text())
+	fmt.Fprint(stdout, plan.Text())
 	return exitOK
-}
-
-// evaluateVersion reads a version and its evidence, and decides it as the daemon would,
-// including the votes already cast when the decision is a review.
-func evaluateVersion(ctx context.Context, client *mlflow.Client, policy *rules.Policy, model, version string) (rules.Report, error) {
-	mv, err := client.GetModelVersion(ctx, model, version)
-	if err != nil {
-		return rules.Report{}, fmt.Errorf("read %s version %s: %w", model, version, err)
-	}
-	now := time.Now().UTC()
-	if mv.IsPrompt() {
-		d := rules.Decision{Model: model, Version: version, Outcome: rules.NotGated, Reason: "this is an MLflow prompt: modelgate never gates prompts"}
-		return rules.Report{Decision: d, Status: string(d.Outcome), DecidedAt: now}, nil
-	}
-	gate := policy.GateFor(model)
-	if gate == nil {
-		d := policy.Evaluate(&rules.Evidence{Model: model, Version: version})
-		return rules.Report{Decision: d, Status: string(d.Outcome), DecidedAt: now}, nil
-	}
-	ev, err := transitions.GatherEvidence(ctx, client, gate, mv)
-	if err != nil {
-		return rules.Report{}, err
-	}
-	d := gate.Evaluate(ev)
-	var notes []string
-	if st := mv.Tags[transitions.TagStatus]; st != "" {
-		notes = append(notes, fmt.Sprintf("registry status: %s (%s)", st, mv.Tags[transitions.TagSummary]))
-	}
-	var tally *rules.Tally
-	if d.Outcome == rules.PendingReview {
-		requested, _ := time.Parse(time.RFC3339, mv.Tags[transitions.TagDecidedAt])
-		t := gate.Tally(mv.Tags, requested, now)
-		tally = &t
-	}
-	return gate.Report(d, string(d.Outcome), now, tally, notes...), nil
 }
 
 // parseInterspersed parses flags that may come before, between or after positional

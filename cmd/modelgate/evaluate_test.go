@@ -39,10 +39,14 @@ func goodCredit(model string) mlflowtest.Version {
 }
 
 type evalJSON struct {
-	Model, Version, Gate, Outcome, Reason string
-	Checks                                []struct {
+	Model, Version, Gate, Outcome, Reason, Status, Action string
+	Checks                                                []struct {
 		Name, Result, Message, Observed string
 	}
+	Writes []struct {
+		Op, Version, Key, Value, Alias string
+	}
+	Notifications []struct{ Event string }
 }
 
 func evaluateJSON(t *testing.T, env []string, model, version string) evalJSON {
@@ -126,8 +130,65 @@ func TestEvaluateAgainstMLflow(t *testing.T) {
 
 	// Text output.
 	code, out, _ := runCmd(t, env, "evaluate", "-f", "../../examples/modelgate.yaml", "credit-eval", v2.Version)
-	if code != exitOK || !strings.Contains(out, "credit-eval version 2: pending_review (gate credit-risk)") || !strings.Contains(out, "beats-champion") {
+	if code != exitOK || !strings.Contains(out, "credit-eval version 2: pending_review (gate credit-risk)") || !strings.Contains(out, "beats-champion") ||
+		!strings.Contains(out, "would write, in order:") || !strings.Contains(out, "would notify: review_requested") {
 		t.Fatalf("text output, exit %d:\n%s", code, out)
+	}
+}
+
+// TestEvaluateSaysWhatTheDaemonDoes: evaluate prints the daemon's own plan: what it
+// says a pass will write is what `run --once` then writes; and on a version the daemon
+// has decided it says there is nothing to do, with the registry's status.
+func TestEvaluateSaysWhatTheDaemonDoes(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := srv.Client(t, mlflow.Options{})
+	env := []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MODELGATE_LOG_LEVEL=error"}
+	mv, err := mlflowtest.CreateVersion(ctx, c, goodCredit("credit-agree"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := evaluateJSON(t, env, "credit-agree", mv.Version)
+	if plan.Action != "decide" || plan.Status != "promoted" || plan.Outcome != "approved" {
+		t.Fatalf("plan: %+v", plan)
+	}
+	wantTags := map[string]string{}
+	aliasTo := ""
+	for _, w := range plan.Writes {
+		switch w.Op {
+		case "set_tag":
+			wantTags[w.Key] = w.Value
+		case "set_alias":
+			aliasTo = w.Alias + "@" + w.Version
+		}
+	}
+	if aliasTo != "champion@"+mv.Version || len(plan.Notifications) != 1 || plan.Notifications[0].Event != "promoted" {
+		t.Fatalf("plan moves %q, notifies %v", aliasTo, plan.Notifications)
+	}
+
+	if code, out, errOut := runCmd(t, daemonEnv(srv), "run", "--once"); code != exitOK {
+		t.Fatalf("run --once: exit %d\n%s%s", code, out, errOut)
+	}
+	after, err := c.GetModelVersion(ctx, "credit-agree", mv.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range wantTags {
+		if k == "modelgate.decided_at" { // the clock moved between the two commands
+			continue
+		}
+		if after.Tags[k] != v {
+			t.Errorf("tag %s: evaluate said %q, the daemon wrote %q", k, v, after.Tags[k])
+		}
+	}
+	if len(after.Aliases) != 1 || after.Aliases[0] != "champion" {
+		t.Errorf("aliases %v, evaluate said champion", after.Aliases)
+	}
+
+	decided := evaluateJSON(t, env, "credit-agree", mv.Version)
+	if decided.Status != "promoted" || decided.Action != "none" || len(decided.Writes) != 0 || decided.Outcome != "" {
+		t.Fatalf("evaluate on the promoted version: %+v", decided)
 	}
 }
 

@@ -38,6 +38,52 @@ type faultProxy struct {
 	aliases []aliasSet
 	srv     *httptest.Server
 	inject  bool // false: only record
+	trap    writeTrap
+}
+
+// writeTrap holds one write request in flight on the proxy, so that a test can kill
+// modelgate while that write is on the wire: Arm(n) makes the n-th write from now stop
+// and signal Held; the test then kills modelgate and says with Release whether the held
+// write reaches MLflow (its answer lost with the dead process) or is dropped.
+type writeTrap struct {
+	mu      sync.Mutex
+	left    int // writes to let through before holding one; 0: disarmed
+	held    chan struct{}
+	release chan bool
+	writes  atomic.Int64 // every write that reached the proxy
+}
+
+// Arm holds the n-th write (n >= 1) from now.
+func (w *writeTrap) Arm(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.left, w.held, w.release = n, make(chan struct{}, 1), make(chan bool, 1)
+}
+
+// Disarm stops holding writes.
+func (w *writeTrap) Disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.left = 0
+}
+
+// catch counts a write and reports whether this one is to be held.
+func (w *writeTrap) catch() (held chan struct{}, release chan bool, ok bool) {
+	w.writes.Add(1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.left == 0 {
+		return nil, nil, false
+	}
+	w.left--
+	if w.left > 0 {
+		return nil, nil, false
+	}
+	return w.held, w.release, true
+}
+
+func isWrite(r *http.Request) bool {
+	return r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodDelete
 }
 
 type aliasSet struct{ model, alias, version string }
@@ -66,6 +112,16 @@ func (p *faultProxy) counts() map[string]int64 {
 }
 
 func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isWrite(r) {
+		if held, release, ok := p.trap.catch(); ok {
+			held <- struct{}{}
+			if <-release {
+				// The write reaches MLflow although the process that sent it is gone.
+				p.forward(httptest.NewRecorder(), r.WithContext(context.WithoutCancel(r.Context())))
+			}
+			return
+		}
+	}
 	n := p.n.Add(1)
 	if !p.inject {
 		n = 1 // no scheduled fault
@@ -109,6 +165,11 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.truncated(w, r)
 		return
 	}
+	p.forward(w, r)
+}
+
+// forward passes a request to MLflow and records the aliases MLflow accepted.
+func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request) {
 	rec := httptest.NewRecorder()
 	p.rp.ServeHTTP(rec, r)
 	if strings.HasSuffix(r.URL.Path, "/registered-models/alias") && r.Method == http.MethodPost && rec.Code == 200 {
@@ -411,16 +472,34 @@ gates:
 	}
 }
 
-// TestSIGKILLAtRandomPoints kills modelgate with SIGKILL at random moments (a seeded
-// loop, bounded in count and time) while versions are registered and votes cast, and
-// restarts it each time. In the end every version has the decision its evidence and votes
-// call for, no version was promoted twice, no alias moved backwards, no report section
-// is duplicated and no user text is lost.
-func TestSIGKILLAtRandomPoints(t *testing.T) {
+// sigkillCount is how many times TestSIGKILLWhileWriting kills modelgate:
+// MODELGATE_SIGKILLS, default 20 (make test-long runs 200).
+func sigkillCount(t *testing.T) int {
+	t.Helper()
+	n := 20
+	if v := os.Getenv("MODELGATE_SIGKILLS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("MODELGATE_SIGKILLS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// TestSIGKILLWhileWriting kills modelgate with SIGKILL while one of its writes to MLflow
+// is on the wire, over and over (a seeded loop), while versions are registered and votes
+// cast, and restarts it each time. The proxy in front of MLflow holds the n-th write of
+// each run (n random), the test kills modelgate at that moment, and the held write then
+// either reaches MLflow (its answer lost) or is dropped. Most kills must have landed on a
+// write in flight. In the end every version has the decision its evidence and votes call
+// for, no version was promoted twice, no alias moved backwards, no report section is
+// duplicated and no user text is lost.
+func TestSIGKILLWhileWriting(t *testing.T) {
 	srv := mlflowServer.Get(t)
 	proxy := newFaultProxy(t, srv.URL)
 	proxy.inject = false
-	rng := rand.New(rand.NewPCG(20261125, 7))
+	kills := sigkillCount(t)
+	rng := rand.New(rand.NewPCG(20261125, uint64(kills)))
 	policy := writePolicy(t, reviewedGate("sigkill", "sigkill-*"))
 	logs := &syncBuffer{}
 	start := func() *exec.Cmd {
@@ -438,35 +517,26 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 	c := srv.Client(t, mlflow.Options{})
 	model := "sigkill-credit"
 	kinds := map[string]string{} // version -> good, unfair, borderline
-	var kmu sync.Mutex
-	traffic, stopTraffic := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // a team registering versions
-		defer wg.Done()
-		for i := range 12 {
-			spec := goodCredit(model)
-			spec.Description = fmt.Sprintf("Trained by the risk team, run %d.\nDo not remove this line.", i)
-			kind := []string{"good", "unfair", "borderline"}[i%3]
-			switch kind {
-			case "unfair":
-				spec.Metrics["recall_sex_female"] = 0.5
-			case "borderline":
-				spec.Metrics["accuracy"] = 0.85
-			}
-			mv, err := mlflowtest.CreateVersion(traffic, c, spec)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			kmu.Lock()
-			kinds[mv.Version] = kind
-			kmu.Unlock()
-			time.Sleep(time.Duration(50+i*37%200) * time.Millisecond)
+	register := func(i int) {
+		spec := goodCredit(model)
+		spec.Description = fmt.Sprintf("Trained by the risk team, run %d.\nDo not remove this line.", i)
+		kind := []string{"good", "unfair", "borderline"}[rng.IntN(3)]
+		switch kind {
+		case "unfair":
+			spec.Metrics["recall_sex_female"] = 0.5
+		case "borderline":
+			spec.Metrics["accuracy"] = 0.85
 		}
-	}()
+		mv, err := mlflowtest.CreateVersion(context.Background(), c, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds[mv.Version] = kind
+	}
+	traffic, stopTraffic := context.WithCancel(context.Background())
+	reviewer := make(chan struct{})
 	go func() { // a reviewer approving what waits for review
-		defer wg.Done()
+		defer close(reviewer)
 		for traffic.Err() == nil {
 			vs, _ := c.SearchModelVersions(traffic, mlflow.SearchOptions{Filter: "name = '" + model + "' AND tags.`modelgate.status` = 'pending_review'"})
 			for _, mv := range vs {
@@ -477,26 +547,39 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
+	defer func() { stopTraffic(); <-reviewer }()
 
-	deadline := time.Now().Add(40 * time.Second)
-	kills := 0
-	for ; kills < 10 && time.Now().Before(deadline); kills++ {
+	inFlight, reached := 0, 0
+	for i := range kills {
+		register(i) // every run finds work waiting
+		proxy.trap.Arm(1 + rng.IntN(8))
+		held, release := proxy.trap.held, proxy.trap.release
 		child := start()
-		time.Sleep(time.Duration(150+rng.IntN(1200)) * time.Millisecond)
+		select {
+		case <-held:
+			inFlight++
+		case <-time.After(20 * time.Second): // nothing left to write: kill it anyway
+		}
 		_ = child.Process.Kill() // SIGKILL: no shutdown, no drain
 		_ = child.Wait()
+		forward := rng.IntN(2) == 0
+		if forward {
+			reached++
+		}
+		release <- forward
+		proxy.trap.Disarm()
 	}
+	t.Logf("%d SIGKILLs, %d of them with a write in flight (%d of those writes reached MLflow); %d writes in all",
+		kills, inFlight, reached, proxy.trap.writes.Load())
+	if inFlight*4 < kills*3 {
+		t.Errorf("only %d of %d kills landed while a write was in flight: the test does not test what it says", inFlight, kills)
+	}
+
 	final := start()
 	defer func() { _ = final.Process.Signal(syscall.SIGTERM); _ = final.Wait() }()
-	waitFor(t, 3*time.Minute, "every version to be decided", func() bool {
-		kmu.Lock()
-		n := len(kinds)
-		kmu.Unlock()
-		if n < 12 {
-			return false
-		}
+	waitFor(t, 5*time.Minute, "every version to be decided", func() bool {
 		vs, err := c.SearchModelVersions(context.Background(), mlflow.SearchOptions{Filter: "name = '" + model + "'"})
-		if err != nil || len(vs) != 12 {
+		if err != nil || len(vs) != len(kinds) {
 			return false
 		}
 		for _, mv := range vs {
@@ -506,9 +589,6 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 		}
 		return true
 	})
-	stopTraffic()
-	wg.Wait()
-	t.Logf("%d SIGKILLs", kills)
 
 	highestPromoted := ""
 	for v, kind := range kinds {
@@ -518,7 +598,7 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 		}
 		st := mv.Tags["modelgate.status"]
 		ok := map[string]bool{
-			"good":       st == "promoted",
+			"good":       st == "promoted" || (st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version")),
 			"unfair":     st == "rejected",
 			"borderline": st == "promoted" || (st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version")),
 		}[kind]

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/mlflow/mlflowtest"
@@ -276,8 +276,8 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 }
 
 type alertRule struct {
-	Alert string `json:"alert"`
-	Expr  string `json:"expr"`
+	Alert string `json:"alert" yaml:"alert"`
+	Expr  string `json:"expr" yaml:"expr"`
 }
 
 func alertRules(t *testing.T) []alertRule {
@@ -288,8 +288,8 @@ func alertRules(t *testing.T) []alertRule {
 	}
 	var f struct {
 		Groups []struct {
-			Rules []alertRule `json:"rules"`
-		} `json:"groups"`
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
 	}
 	if err := yaml.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)

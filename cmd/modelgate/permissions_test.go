@@ -15,7 +15,9 @@ var authServer = mlflowtest.NewShared(mlflowtest.Options{BasicAuth: true})
 // TestMissingPermissions runs modelgate as a basic-auth user with READ only, then with
 // EDIT only (which can set tags and aliases but not delete them): each refused write is
 // logged naming the permission to grant, shows as a 403 in modelgate_mlflow_requests_total,
-// and is retried with backoff rather than in a tight loop; nothing is half-written.
+// and is retried; nothing is half-written. (That the retries back off rather than spin is
+// TestRefusedWritesBackOff's, on a clock the test controls: counting retries against
+// the wall clock here failed on a busy machine, where basic auth makes every pass slow.)
 func TestMissingPermissions(t *testing.T) {
 	srv := authServer.Get(t)
 	ctx := context.Background()
@@ -29,7 +31,6 @@ gates:
       - {name: floor, metric: accuracy, min: 0.8, on_fail: reject}
     promote: {alias: champion}
 `)
-	const window = 6 * time.Second
 	cases := []struct {
 		user, permission string
 		// prepare registers the version the user's modelgate meets and returns it.
@@ -114,24 +115,12 @@ gates:
 				"MODELGATE_LOG_FORMAT=json"}, freeAddr(t))
 			defer d.cancel()
 			addr, logs := d.addr, d.logs
-			// With basic auth MLflow checks the password hash on every request, so a pass
-			// takes seconds here: count from the first refusal on.
-			waitFor(t, time.Minute, "the first refused write", func() bool { return strings.Contains(logs.String(), "version not handled") })
-			time.Sleep(window)
-			refused := sumSeries(t, addr, "modelgate_mlflow_requests_total", `code="403"`, `endpoint="`+tc.refused)
+			// The first refusal, then a retry: both counted as 403s of the endpoint.
+			waitFor(t, 3*time.Minute, "a refused write and its retry, counted", func() bool {
+				return sumSeries(t, addr, "modelgate_mlflow_requests_total", `code="403"`, `endpoint="`+tc.refused) >= 2
+			})
 			if code := d.stop(time.Minute); code != exitOK {
 				t.Fatalf("exit %d\n%s", code, logs)
-			}
-
-			t.Logf("%v refused writes in %s", refused, window)
-			if refused < 2 {
-				t.Errorf("%v 403s from %s counted in modelgate_mlflow_requests_total, want the first refusal and a retry", refused, tc.refused)
-			}
-			// Backoff doubles from the 100ms poll interval: at most log2(6s/100ms)+1 = 7
-			// attempts in the window, each refused once (its sibling writes are cancelled).
-			// A tight loop makes dozens.
-			if refused > 9 {
-				t.Errorf("%v refused writes in %s: modelgate spins on a missing permission", refused, window)
 			}
 			out := logs.String()
 			if !strings.Contains(out, `"level":"ERROR"`) || !strings.Contains(out, "needs MANAGE") || !strings.Contains(out, `"version":"`+version+`"`) {

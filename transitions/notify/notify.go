@@ -1,4 +1,7 @@
-package transitions
+// Package notify sends modelgate's notifications (Slack and JSON webhooks) to the URLs
+// the policy's notifications name. It is the outgoing side; the MLflow webhook receiver
+// (deliveries coming in) is transitions.WebhookReceiver.
+package notify
 
 import (
 	"context"
@@ -13,74 +16,60 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/modelgate/modelgate/rules"
+	"github.com/modelgate/modelgate/transitions"
 )
 
-// Notice is something worth telling people about: a version put up for review,
-// rejected, promoted, rolled back, or whose review expired.
-type Notice struct {
-	Event   rules.Event
-	Model   string
-	Version string
-	Gate    string
-	Status  Status
-	Summary string
-	By      string // "modelgate", or the reviewer who decided
-	At      time.Time
-}
-
-// Notifier takes notices without blocking the caller.
-type Notifier interface {
-	Notify(Notice)
-}
-
-type nopNotifier struct{}
-
-func (nopNotifier) Notify(Notice) {}
-
-// NotificationRecorder counts notification outcomes: result is "sent", "failed" or
-// "dropped" (the queue was full).
-type NotificationRecorder interface {
+// Recorder counts notification outcomes: result is "sent", "failed" or "dropped" (the
+// queue was full).
+type Recorder interface {
 	Notification(format, result string)
 }
 
-// webhookTarget is one notification of the policy with its URL resolved.
-type webhookTarget struct {
+// target is one notification of the policy with its URL resolved.
+type target struct {
 	url    string // a secret (Slack webhook URLs are credentials): never logged
 	urlEnv string
 	format string
 	events []rules.Event
 }
 
-// Webhooks posts notices to the URLs of the policy's notifications, from a queue served
+// Notifier posts notices to the URLs of the policy's notifications, from a queue served
 // by one goroutine (Run), retrying failures with backoff. A full queue drops the notice
-// and counts it: decisions never wait for a chat server.
-type Webhooks struct {
-	targets  []webhookTarget
+// and counts it: decisions never wait for a chat server. It implements
+// transitions.Notifier.
+type Notifier struct {
+	targets  []target
 	uiURL    string
 	http     *retryablehttp.Client
-	queue    chan Notice
+	queue    chan transitions.Notice
 	logger   *slog.Logger
-	recorder NotificationRecorder
+	recorder Recorder
+	drain    time.Duration
 }
 
-// WebhooksOptions configures NewWebhooks.
-type WebhooksOptions struct {
+// Options configures New.
+type Options struct {
 	// LookupEnv reads the variables named by url_env (os.LookupEnv in the daemon).
 	LookupEnv func(string) (string, bool)
 	// UIURL is the base of deep links: <UIURL>/#/models/<name>/versions/<version>.
 	UIURL    string
 	Logger   *slog.Logger
-	Recorder NotificationRecorder
+	Recorder Recorder
 	// Retries per notice (default 3), waiting between RetryWaitMin and RetryWaitMax.
 	Retries                    int
 	RetryWaitMin, RetryWaitMax time.Duration
 	QueueSize                  int // default 256
+	// DrainTimeout is how long Run goes on sending, once its context ends, for the
+	// notices queued or in flight (default 5s).
+	DrainTimeout time.Duration
+	// Transport replaces the HTTP transport (tests).
+	Transport http.RoundTripper
 }
 
-// NewWebhooks resolves each notification's URL from its environment variable. A
-// variable that is unset or not an http(s) URL is an error naming the variable.
-func NewWebhooks(notifications []rules.Notification, opts WebhooksOptions) (*Webhooks, error) {
-	w := &Webhooks{uiURL: strings.TrimRight(opts.UIURL, "/"), logger: opts.Logger, recorder: opts.Recorder}
+// New resolves each notification's URL from its environment variable. A variable that
+// is unset or not an http(s) URL is an error naming the variable.
+func New(notifications []rules.Notification, opts Options) (*Notifier, error) {
+	w := &Notifier{uiURL: strings.TrimRight(opts.UIURL, "/"), logger: opts.Logger, recorder: opts.Recorder}
 	var problems []string
 	for _, n := range notifications {
 		raw, ok := opts.LookupEnv(n.URLEnv)
@@ -91,7 +80,7 @@ func NewWebhooks(notifications []rules.Notification, opts WebhooksOptions) (*Web
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			problems = append(problems, fmt.Sprintf("%s is not an http(s) URL", n.URLEnv))
 		default:
-			w.targets = append(w.targets, webhookTarget{url: raw, urlEnv: n.URLEnv, format: n.Format, events: n.Events})
+			w.targets = append(w.targets, target{url: raw, urlEnv: n.URLEnv, format: n.Format, events: n.Events})
 		}
 	}
 	if len(problems) > 0 {
@@ -108,9 +97,10 @@ func NewWebhooks(notifications []rules.Notification, opts WebhooksOptions) (*Web
 	if size == 0 {
 		size = 256
 	}
-	w.queue = make(chan Notice, size)
+	w.queue = make(chan transitions.Notice, size)
+	w.drain = or(opts.DrainTimeout, 5*time.Second)
 	w.http = &retryablehttp.Client{
-		HTTPClient:   &http.Client{Timeout: 10 * time.Second},
+		HTTPClient:   &http.Client{Timeout: 10 * time.Second, Transport: opts.Transport},
 		RetryMax:     retries,
 		RetryWaitMin: or(opts.RetryWaitMin, time.Second),
 		RetryWaitMax: or(opts.RetryWaitMax, 30*time.Second),
@@ -129,23 +119,28 @@ func or(d, def time.Duration) time.Duration {
 }
 
 // Notify queues a notice for every target that wants its event; it never blocks.
-func (w *Webhooks) Notify(n Notice) {
+func (w *Notifier) Notify(n transitions.Notice) {
 	if len(w.targets) == 0 {
 		return
 	}
 	select {
 	case w.queue <- n:
 	default:
-		w.logger.Warn("notification dropped: queue full", "model", n.Model, "version", n.Version, "event", n.Event)
-		for _, t := range w.targets {
-			if t.wants(n.Event) {
-				w.record(t.format, "dropped")
-			}
+		w.dropped(n, "queue full")
+	}
+}
+
+// dropped logs and counts a notice that is not sent.
+func (w *Notifier) dropped(n transitions.Notice, why string) {
+	w.logger.Warn("notification dropped: "+why, "model", n.Model, "version", n.Version, "event", n.Event)
+	for _, t := range w.targets {
+		if t.wants(n.Event) {
+			w.record(t.format, "dropped")
 		}
 	}
 }
 
-func (t webhookTarget) wants(e rules.Event) bool {
+func (t target) wants(e rules.Event) bool {
 	for _, x := range t.events {
 		if x == e {
 			return true
@@ -154,28 +149,42 @@ func (t webhookTarget) wants(e rules.Event) bool {
 	return false
 }
 
-// Run sends queued notices until ctx ends, then gives what is left a few seconds.
-func (w *Webhooks) Run(ctx context.Context) {
+// Run sends queued notices until ctx ends; then it sends what is queued and finishes
+// what is in flight, for at most DrainTimeout, and returns. A send is never cut short by
+// ctx itself: `modelgate run --once` stops right after its decisions, and their
+// notifications must still go out.
+func (w *Notifier) Run(ctx context.Context) {
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.drain, cancel)
+		<-sendCtx.Done()
+		t.Stop()
+	})
+	defer stop()
 	for {
 		select {
 		case n := <-w.queue:
-			w.send(ctx, n)
+			w.send(sendCtx, n)
+			continue
 		case <-ctx.Done():
-			drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			for {
-				select {
-				case n := <-w.queue:
-					w.send(drain, n)
-				default:
-					return
+		}
+		for { // draining: what is queued, until the deadline
+			select {
+			case n := <-w.queue:
+				if sendCtx.Err() != nil {
+					w.dropped(n, "shutting down")
+					continue
 				}
+				w.send(sendCtx, n)
+			default:
+				return
 			}
 		}
 	}
 }
 
-func (w *Webhooks) send(ctx context.Context, n Notice) {
+func (w *Notifier) send(ctx context.Context, n transitions.Notice) {
 	for _, t := range w.targets {
 		if !t.wants(n.Event) {
 			continue
@@ -198,13 +207,13 @@ func (w *Webhooks) send(ctx context.Context, n Notice) {
 	}
 }
 
-func (w *Webhooks) record(format, result string) {
+func (w *Notifier) record(format, result string) {
 	if w.recorder != nil {
 		w.recorder.Notification(format, result)
 	}
 }
 
-func (w *Webhooks) post(ctx context.Context, target string, body []byte) error {
+func (w *Notifier) post(ctx context.Context, target string, body []byte) error {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, target, body)
 	if err != nil {
 		return redact(err)
@@ -253,7 +262,7 @@ type JSONNotice struct {
 	Model   string      `json:"model"`
 	Version string      `json:"version"`
 	Gate    string      `json:"gate"`
-	Status  Status      `json:"status"`
+	Status  string      `json:"status"`
 	Summary string      `json:"summary"`
 	By      string      `json:"by"`
 	URL     string      `json:"url"`
@@ -268,10 +277,12 @@ var eventVerb = map[rules.Event]string{
 	rules.EventExpired:         "review expired",
 }
 
-func (w *Webhooks) payload(format string, n Notice) any {
+func (w *Notifier) payload(format string, n transitions.Notice) any {
 	link := DeepLink(w.uiURL, n.Model, n.Version)
 	if format == "slack" {
-		head := fmt.Sprintf("%s version %s %s (gate %s, by %s)", n.Model, n.Version, eventVerb[n.Event], n.Gate, n.By)
+		// Both text and blocks are mrkdwn: user strings are escaped in each, or a model
+		// named "<!channel>" would ping a whole channel.
+		head := fmt.Sprintf("%s version %s %s (gate %s, by %s)", slackEscape(n.Model), slackEscape(n.Version), eventVerb[n.Event], slackEscape(n.Gate), slackEscape(n.By))
 		mrkdwn := fmt.Sprintf("*<%s|%s version %s>* %s (gate %s, by %s)\n>%s",
 			slackEscape(link), slackEscape(n.Model), slackEscape(n.Version), eventVerb[n.Event], slackEscape(n.Gate), slackEscape(n.By), slackEscape(n.Summary))
 		return map[string]any{
@@ -281,7 +292,7 @@ func (w *Webhooks) payload(format string, n Notice) any {
 			},
 		}
 	}
-	return JSONNotice{Event: n.Event, Model: n.Model, Version: n.Version, Gate: n.Gate, Status: n.Status,
+	return JSONNotice{Event: n.Event, Model: n.Model, Version: n.Version, Gate: n.Gate, Status: string(n.Status),
 		Summary: n.Summary, By: n.By, URL: link, Time: n.At.UTC()}
 }
 

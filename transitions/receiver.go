@@ -1,6 +1,7 @@
 package transitions
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,7 +67,7 @@ func NewWebhookReceiver(opts WebhookOptions) (*WebhookReceiver, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	opts.Window = or(opts.Window, 5*time.Minute)
+	opts.Window = cmp.Or(opts.Window, 5*time.Minute)
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 1 << 20
 	}

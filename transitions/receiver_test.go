@@ -156,7 +156,10 @@ func TestRecentIDsIsBounded(t *testing.T) {
 }
 
 func TestNudgesCoalesce(t *testing.T) {
-	f := newFixture(t, basePolicy)
+	scenario(t, basePolicy, func(f *fixture) { nudgesCoalesce(f.t, f) }, countsRequests)
+}
+
+func nudgesCoalesce(t *testing.T, f *fixture) {
 	rec := f.reconciler(f.client)
 	v := f.create(good(f.model))
 	before := f.reqs.snapshot()

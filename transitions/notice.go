@@ -1,0 +1,29 @@
+package transitions
+
+import (
+	"time"
+
+	"github.com/modelgate/modelgate/rules"
+)
+
+// Notice is something worth telling people about: a version put up for review,
+// rejected, promoted, rolled back, or whose review expired.
+type Notice struct {
+	Event   rules.Event `json:"event"`
+	Model   string      `json:"model"`
+	Version string      `json:"version"`
+	Gate    string      `json:"gate"`
+	Status  Status      `json:"status"`
+	Summary string      `json:"summary"`
+	By      string      `json:"by"` // "modelgate", or the reviewer who decided
+	At      time.Time   `json:"time"`
+}
+
+// Notifier takes notices without blocking the caller (package notify sends them).
+type Notifier interface {
+	Notify(Notice)
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Notify(Notice) {}
