@@ -69,7 +69,7 @@ type rendered struct {
 
 func render(t *testing.T, args ...string) rendered {
 	t.Helper()
-	out := helm(t, append([]string{"template", "mg", chart, "--kube-version", "1.30.0"}, args...)...)
+	out := helm(t, append([]string{"template", "mg", chart, "--kube-version", "1.30.0", "--set", "signingKey.existingSecret=modelgate-signing-key"}, args...)...)
 	r := rendered{configMaps: map[string]*corev1.ConfigMap{}}
 	for _, doc := range strings.Split(out, "\n---\n") {
 		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
@@ -113,7 +113,7 @@ func render(t *testing.T, args ...string) rendered {
 }
 
 func TestHelmLint(t *testing.T) {
-	helm(t, "lint", chart, "--strict", "--set", "mlflow.trackingUri=http://mlflow:5000")
+	helm(t, "lint", chart, "--strict", "--set", "mlflow.trackingUri=http://mlflow:5000", "--set", "signingKey.existingSecret=k")
 	helm(t, "lint", chart, "--strict", "-f", filepath.Join(chart, "ci", "all-on-values.yaml"))
 }
 
@@ -229,11 +229,35 @@ func TestEverythingOn(t *testing.T) {
 }
 
 func TestTrackingURIRequired(t *testing.T) {
-	cmd := exec.Command(helmBinary(t), "template", "mg", chart, "--kube-version", "1.30.0")
+	cmd := exec.Command(helmBinary(t), "template", "mg", chart, "--kube-version", "1.30.0", "--set", "signingKey.existingSecret=k")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "mlflow.trackingUri is required") {
 		t.Fatalf("helm template without mlflow.trackingUri: %v\n%s", err, out)
+	}
+}
+
+// TestSigningKeyRequired: the chart refuses to render without an existing Secret for the
+// signing key, and says how to make one; it never generates a key (Helm's lookup gives a
+// new one under `helm template` and GitOps tools, and every record would look forged).
+func TestSigningKeyRequired(t *testing.T) {
+	cmd := exec.Command(helmBinary(t), "template", "mg", chart, "--kube-version", "1.30.0", "--set", "mlflow.trackingUri=http://m:5000")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "signingKey.existingSecret is required") ||
+		!strings.Contains(string(out), "kubectl create secret generic modelgate-signing-key --from-literal=signing-key=$(openssl rand -hex 32)") {
+		t.Fatalf("helm template without a signing key: %v\n%s", err, out)
+	}
+	r := render(t, "--set", "mlflow.trackingUri=http://m:5000")
+	var found bool
+	for _, e := range r.deployment.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "MODELGATE_SIGNING_KEY" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+			e.ValueFrom.SecretKeyRef.Name == "modelgate-signing-key" && e.ValueFrom.SecretKeyRef.Key == "signing-key" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("MODELGATE_SIGNING_KEY does not come from the Secret")
 	}
 }
 

@@ -44,7 +44,17 @@ type Metrics struct {
 	mlflowDuration     *prometheus.HistogramVec
 	notifications      *prometheus.CounterVec
 	webhookDeliveries  *prometheus.CounterVec
+	tamper             *prometheus.CounterVec
+	overrides          *prometheus.CounterVec
+	auditEvents        *prometheus.CounterVec
+	halted             prometheus.Gauge
 }
+
+// Label values of the integrity metrics.
+var (
+	tamperKinds  = []string{"unsigned", "bad_signature", "replayed", "status_changed", "record_removed", "protected_move"}
+	auditResults = []string{"written", "existing", "failed"}
+)
 
 // New creates the metrics and registers them on reg. version is modelgate's build
 // version, for modelgate_build_info.
@@ -95,6 +105,17 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 			Help: "MLflow webhook deliveries received, by result."},
 			[]string{"result"}),
 	}
+	m.tamper = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tamper_detected_total",
+		Help: "States modelgate did not write, detected and undone, by gate and kind (unsigned, bad_signature, replayed, status_changed, record_removed, protected_move)."},
+		[]string{"gate", "kind"})
+	m.overrides = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "overrides_total",
+		Help: "Versions promoted by an overrider despite failed checks or rejections, by gate."},
+		[]string{"gate"})
+	m.auditEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "audit_events_total",
+		Help: "Audit trail writes, by event and result (written, existing: written before and skipped, failed)."},
+		[]string{"event", "result"})
+	m.halted = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "writes_halted",
+		Help: "1 while modelgate writes nothing because most records fail verification (a wrong or lost signing key), else 0."})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels say which modelgate is running."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -102,6 +123,7 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
 		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
+		m.tamper, m.overrides, m.auditEvents, m.halted,
 	)
 	for _, r := range webhookResult {
 		m.webhookDeliveries.WithLabelValues(r)
@@ -136,6 +158,10 @@ func (m *Metrics) InitSeries(gates []Gate, notificationFormats []string) {
 		}
 		m.rollbacks.WithLabelValues(gate)
 		m.reviewsPending.WithLabelValues(gate)
+		m.overrides.WithLabelValues(gate)
+		for _, k := range tamperKinds {
+			m.tamper.WithLabelValues(gate, k)
+		}
 	}
 	for _, f := range notificationFormats {
 		for _, r := range notifyResults {
@@ -201,3 +227,21 @@ func (m *Metrics) Notification(format, result string) {
 
 // WebhookDelivery counts a webhook delivery by result.
 func (m *Metrics) WebhookDelivery(result string) { m.webhookDeliveries.WithLabelValues(result).Inc() }
+
+// Tampering implements transitions.Recorder.
+func (m *Metrics) Tampering(gate, kind string) { m.tamper.WithLabelValues(gate, kind).Inc() }
+
+// Override implements transitions.Recorder.
+func (m *Metrics) Override(gate string) { m.overrides.WithLabelValues(gate).Inc() }
+
+// Halted implements transitions.Recorder.
+func (m *Metrics) Halted(halted bool) {
+	if halted {
+		m.halted.Set(1)
+		return
+	}
+	m.halted.Set(0)
+}
+
+// AuditEvent implements transitions.AuditRecorder.
+func (m *Metrics) AuditEvent(event, result string) { m.auditEvents.WithLabelValues(event, result).Inc() }

@@ -41,6 +41,7 @@ func TestEveryProductMetricIsExported(t *testing.T) {
 	m.ReviewWait(time.Hour)
 	m.DecisionLatency(time.Second)
 	m.Poll(time.Second, nil)
+	m.AuditEvent("promoted", "written")
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +58,8 @@ func TestEveryProductMetricIsExported(t *testing.T) {
 		"modelgate_last_successful_poll_timestamp_seconds", "modelgate_mlflow_requests_total",
 		"modelgate_mlflow_request_duration_seconds", "modelgate_notifications_total",
 		"modelgate_webhook_deliveries_total", "modelgate_build_info",
+		"modelgate_tamper_detected_total", "modelgate_overrides_total", "modelgate_audit_events_total",
+		"modelgate_writes_halted",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !got[name] {

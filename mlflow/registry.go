@@ -103,11 +103,16 @@ func (c *Client) SearchRegisteredModelsPage(ctx context.Context, opts SearchOpti
 	return out.RegisteredModels, out.NextPageToken, nil
 }
 
+// RegisteredModelPages iterates over the pages of a registered-model search.
+func (c *Client) RegisteredModelPages(ctx context.Context, opts SearchOptions) iter.Seq2[[]RegisteredModel, error] {
+	return pageSeq(func(token string) ([]RegisteredModel, string, error) {
+		return c.SearchRegisteredModelsPage(ctx, opts, token)
+	})
+}
+
 // RegisteredModels iterates over every matching registered model (with aliases and tags).
 func (c *Client) RegisteredModels(ctx context.Context, opts SearchOptions) iter.Seq2[RegisteredModel, error] {
-	return flatten(pageSeq(func(token string) ([]RegisteredModel, string, error) {
-		return c.SearchRegisteredModelsPage(ctx, opts, token)
-	}))
+	return flatten(c.RegisteredModelPages(ctx, opts))
 }
 
 // SearchRegisteredModels returns every matching registered model, following every page.

@@ -2,6 +2,8 @@ package mlflow
 
 import (
 	"context"
+	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -121,6 +123,117 @@ func (c *Client) CreateLoggedModel(ctx context.Context, experimentID, name, sour
 		return LoggedModel{}, err
 	}
 	return out.Model, nil
+}
+
+// Experiment is an MLflow experiment with its tags.
+type Experiment struct {
+	ExperimentID   string `json:"experiment_id"`
+	Name           string `json:"name"`
+	LifecycleStage string `json:"lifecycle_stage"`
+	Tags           Tags   `json:"tags"`
+}
+
+// ExperimentByName returns the experiment with that name; ErrNotFound when there is none.
+func (c *Client) ExperimentByName(ctx context.Context, name string) (Experiment, error) {
+	var out struct {
+		Experiment Experiment `json:"experiment"`
+	}
+	if err := c.do(ctx, http.MethodGet, "experiments/get-by-name", url.Values{"experiment_name": {name}}, &out); err != nil {
+		return Experiment{}, err
+	}
+	return out.Experiment, nil
+}
+
+// SetExperimentTag sets one tag on an experiment.
+func (c *Client) SetExperimentTag(ctx context.Context, experimentID, key, value string) error {
+	in := map[string]string{"experiment_id": experimentID, "key": key, "value": value}
+	if err := c.do(ctx, http.MethodPost, "experiments/set-experiment-tag", in, nil); err != nil {
+		return fmt.Errorf("set tag %s on experiment %s: %w", key, experimentID, err)
+	}
+	return nil
+}
+
+// SetRunTag sets one tag on a run.
+func (c *Client) SetRunTag(ctx context.Context, runID, key, value string) error {
+	in := map[string]string{"run_id": runID, "key": key, "value": value}
+	if err := c.do(ctx, http.MethodPost, "runs/set-tag", in, nil); err != nil {
+		return fmt.Errorf("set tag %s on run %s: %w", key, runID, err)
+	}
+	return nil
+}
+
+// RunSpec describes a run to start.
+type RunSpec struct {
+	ExperimentID string
+	RunName      string
+	StartTime    time.Time // zero: now
+	Tags         Tags
+}
+
+// StartRun creates a run with its name, start time and tags in one request.
+func (c *Client) StartRun(ctx context.Context, spec RunSpec) (Run, error) {
+	var out struct {
+		Run Run `json:"run"`
+	}
+	start := spec.StartTime
+	if start.IsZero() {
+		start = time.Now()
+	}
+	in := struct {
+		ExperimentID string `json:"experiment_id"`
+		RunName      string `json:"run_name,omitempty"`
+		StartTime    int64  `json:"start_time"`
+		Tags         Tags   `json:"tags,omitempty"`
+	}{spec.ExperimentID, spec.RunName, start.UnixMilli(), spec.Tags}
+	if err := c.do(ctx, http.MethodPost, "runs/create", in, &out); err != nil {
+		return Run{}, err
+	}
+	return out.Run, nil
+}
+
+// SearchRunsOptions selects and orders runs.
+type SearchRunsOptions struct {
+	ExperimentIDs []string
+	// Filter uses MLflow's run search grammar, e.g. "tags.`modelgate.model` = 'm'".
+	Filter string
+	// OrderBy entries such as "attributes.start_time DESC".
+	OrderBy []string
+	// PageSize is max_results per request (the server caps it at 50,000; default 1,000).
+	PageSize int
+}
+
+// SearchRunsPage fetches one page of runs.
+func (c *Client) SearchRunsPage(ctx context.Context, opts SearchRunsOptions, pageToken string) ([]Run, string, error) {
+	var out struct {
+		Runs          []Run  `json:"runs"`
+		NextPageToken string `json:"next_page_token"`
+	}
+	in := struct {
+		ExperimentIDs []string `json:"experiment_ids"`
+		Filter        string   `json:"filter,omitempty"`
+		RunViewType   string   `json:"run_view_type"`
+		MaxResults    int      `json:"max_results"`
+		OrderBy       []string `json:"order_by,omitempty"`
+		PageToken     string   `json:"page_token,omitempty"`
+	}{opts.ExperimentIDs, opts.Filter, "ACTIVE_ONLY", cmpOr(opts.PageSize, 1000), opts.OrderBy, pageToken}
+	if err := c.do(ctx, http.MethodPost, "runs/search", in, &out); err != nil {
+		return nil, "", err
+	}
+	return out.Runs, out.NextPageToken, nil
+}
+
+// RunPages iterates over the pages of a run search.
+func (c *Client) RunPages(ctx context.Context, opts SearchRunsOptions) iter.Seq2[[]Run, error] {
+	return pageSeq(func(token string) ([]Run, string, error) {
+		return c.SearchRunsPage(ctx, opts, token)
+	})
+}
+
+func cmpOr(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
 }
 
 // GetExperimentByName returns the id of the experiment with that name.

@@ -61,6 +61,14 @@ func (g *Gate) canonical() []string {
 		fmt.Sprintf("review:%s:%s:%d:%s", g.Review.Required, strings.Join(g.Review.Approvers, "\x00"), g.Review.MinApprovals, g.Review.ExpiresAfter),
 		fmt.Sprintf("promote:%s:%t", g.Promote.Target(), g.Promote.ArchiveExisting),
 	}
+	// Fields added later extend the digest only when set, so a gate that does not use them
+	// keeps the digest it had (and the votes cast under it).
+	if len(g.Review.Overriders) > 0 {
+		lines = append(lines, "overriders:"+strings.Join(g.Review.Overriders, "\x00"))
+	}
+	if g.Promote.Protect {
+		lines = append(lines, "protect")
+	}
 	for _, c := range g.Checks {
 		pattern := ""
 		if c.GroupPattern != nil {
@@ -71,6 +79,9 @@ func (g *Gate) canonical() []string {
 			pattern, optNum(c.MaxGap), optNum(c.MinRatio), c.MinGroups,
 			c.Baseline, c.GreaterIsBetter, optNum(c.Threshold), optNum(c.MinAbsoluteChange), optNum(c.MinRelativeChange),
 			c.Tag, c.Equals, c.Expr))
+		if c.OnMissing != "" {
+			lines = append(lines, "check-on-missing:"+c.Name+"="+string(c.OnMissing))
+		}
 	}
 	return lines
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -124,7 +125,7 @@ func (g *Gate) Evaluate(ev *Evidence) Decision {
 		case Fail:
 			r.Action = c.OnFail
 		case Missing:
-			r.Action = g.OnMissing
+			r.Action = cmp.Or(c.OnMissing, g.OnMissing)
 		}
 		switch r.Action {
 		case Reject:
@@ -465,23 +466,40 @@ func signedPct(rel, bound float64) string {
 	return s
 }
 
+// tag checks a tag of the version and of its run. An absent tag fails the check (its
+// on_fail applies: an unscanned model is not a scanned one) unless the check sets
+// on_missing; the version and the run carrying the tag with different values fail it
+// too, and the report shows both (a version tag set by hand must not beat what the
+// training run recorded).
 func (c *Check) tag(ev *Evidence, r *CheckResult) {
-	v, src := "", ""
-	if val, ok := ev.VersionTags[c.Tag]; ok {
-		v, src = val, "version"
-	} else if val, ok := ev.RunTags[c.Tag]; ok {
-		v, src = val, "run"
+	vv, onVersion := ev.VersionTags[c.Tag]
+	rv, onRun := ev.RunTags[c.Tag]
+	if strings.HasPrefix(c.Tag, ReservedTagPrefix) {
+		onVersion, onRun = false, false
 	}
-	if src == "" || strings.HasPrefix(c.Tag, ReservedTagPrefix) {
-		r.Result, r.Observed = Missing, "absent"
-		r.Message = fmt.Sprintf("tag %s missing", c.Tag)
-		r.inputs = []string{"missing:tag:" + c.Tag}
+	switch {
+	case !onVersion && !onRun:
+		r.Observed, r.inputs = "absent", []string{"missing:tag:" + c.Tag}
+		r.Result, r.Message = Fail, fmt.Sprintf("%s: tag %s absent", c.Name, c.Tag)
+		if c.OnMissing != "" {
+			r.Result, r.Message = Missing, fmt.Sprintf("%s: tag %s missing", c.Name, c.Tag)
+		}
 		return
+	case onVersion && onRun && vv != rv:
+		r.inputs = []string{"tag:" + c.Tag + "=version:" + strconv.Quote(vv) + ",run:" + strconv.Quote(rv)}
+		r.Observed = fmt.Sprintf("version %q, run %q", clipText(vv, 60), clipText(rv, 60))
+		r.Result = Fail
+		r.Message = fmt.Sprintf("%s: tag %s differs between the version (%q) and its run (%q)", c.Name, c.Tag, clipText(vv, 60), clipText(rv, 60))
+		return
+	}
+	v, src := vv, "version"
+	if !onVersion {
+		v, src = rv, "run"
 	}
 	r.inputs = []string{"tag:" + c.Tag + "=" + strconv.Quote(v)}
 	r.Observed = fmt.Sprintf("%q (%s tag)", clipText(v, 80), src)
 	if v != c.Equals {
-		r.Result, r.Message = Fail, fmt.Sprintf("tag %s is %q, want %q", c.Tag, clipText(v, 80), c.Equals)
+		r.Result, r.Message = Fail, fmt.Sprintf("%s: tag %s is %q, want %q", c.Name, c.Tag, clipText(v, 80), c.Equals)
 		return
 	}
 	r.Result, r.Message = Pass, c.ok

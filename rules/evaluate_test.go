@@ -192,22 +192,39 @@ func TestTagCheck(t *testing.T) {
       - name: scan
         tag: security_scan
         equals: passed
+        on_fail: reject
 `)
+	lenient := gateWith(t, `
+      - name: scan
+        tag: security_scan
+        equals: passed
+        on_fail: reject
+        on_missing: review
+`, "    review: {approvers: [alice]}\n")
 	for _, tc := range []struct {
 		name         string
+		gate         *Gate
 		version, run map[string]string
 		want         Result
+		action       Action
+		observed     string
 	}{
-		{"version tag", map[string]string{"security_scan": "passed"}, nil, Pass},
-		{"run tag", nil, map[string]string{"security_scan": "passed"}, Pass},
-		{"version tag wins over run tag", map[string]string{"security_scan": "failed"}, map[string]string{"security_scan": "passed"}, Fail},
-		{"wrong value", map[string]string{"security_scan": "Passed"}, nil, Fail},
-		{"absent", map[string]string{"other": "x"}, nil, Missing},
+		{"version tag", g, map[string]string{"security_scan": "passed"}, nil, Pass, "", `"passed" (version tag)`},
+		{"run tag", g, nil, map[string]string{"security_scan": "passed"}, Pass, "", `"passed" (run tag)`},
+		{"both, the same", g, map[string]string{"security_scan": "passed"}, map[string]string{"security_scan": "passed"}, Pass, "", `"passed" (version tag)`},
+		// A version tag set by hand must not beat what the training run recorded.
+		{"version says passed, run says failed", g, map[string]string{"security_scan": "passed"}, map[string]string{"security_scan": "failed"}, Fail, Reject, `version "passed", run "failed"`},
+		{"version says failed, run says passed", g, map[string]string{"security_scan": "failed"}, map[string]string{"security_scan": "passed"}, Fail, Reject, `version "failed", run "passed"`},
+		{"wrong value", g, map[string]string{"security_scan": "Passed"}, nil, Fail, Reject, `"Passed" (version tag)`},
+		// An unscanned model is not a scanned one: the check's on_fail applies.
+		{"absent", g, map[string]string{"other": "x"}, nil, Fail, Reject, "absent"},
+		{"absent, with the check's own on_missing", lenient, nil, nil, Missing, Review, "absent"},
+		{"a modelgate tag is never evidence", g, map[string]string{"modelgate.status": "passed"}, nil, Fail, Reject, "absent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := g.Evaluate(&Evidence{VersionTags: tc.version, RunTags: tc.run}).Checks[0]
-			if r.Result != tc.want {
-				t.Fatalf("got %s %q, want %s", r.Result, r.Message, tc.want)
+			r := tc.gate.Evaluate(&Evidence{VersionTags: tc.version, RunTags: tc.run}).Checks[0]
+			if r.Result != tc.want || r.Action != tc.action || r.Observed != tc.observed {
+				t.Fatalf("got %s → %s, observed %q (%q); want %s → %s, observed %q", r.Result, r.Action, r.Observed, r.Message, tc.want, tc.action, tc.observed)
 			}
 		})
 	}

@@ -420,6 +420,9 @@ func (l *loader) gate(n *yaml.Node) *Gate {
 					}
 				},
 				"expires_after": func(_, v *yaml.Node) { g.Review.ExpiresAfter = l.duration(v, "review.expires_after") },
+				"overriders": func(_, v *yaml.Node) {
+					g.Review.Overriders = l.people(v, "review.overriders", "overrider")
+				},
 			})
 		},
 		"promote": func(k, v *yaml.Node) { g.Promote = l.promotion(k, v) },
@@ -481,17 +484,20 @@ func peekName(n *yaml.Node) string {
 // modelgate.approve.<name>.
 var approverName = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
 
-func (l *loader) approvers(v *yaml.Node) []string {
-	names := l.strings(v, "review.approvers", false)
+func (l *loader) approvers(v *yaml.Node) []string { return l.people(v, "review.approvers", "approver") }
+
+// people reads a list of names that become part of vote tag keys.
+func (l *loader) people(v *yaml.Node, what, role string) []string {
+	names := l.strings(v, what, false)
 	seen := map[string]bool{}
 	out := names[:0]
 	for i, name := range names {
 		at := deref(v).Content[i]
 		switch key := strings.ToLower(name); {
 		case !approverName.MatchString(name):
-			l.errorf(at, "approver %q cannot be part of an MLflow tag key (modelgate.approve.<name>): use letters, digits, _ . - and / only", name)
+			l.errorf(at, "%s %q cannot be part of an MLflow tag key (modelgate.%s.<name>): use letters, digits, _ . - and / only", role, name, map[string]string{"approver": "approve", "overrider": "override"}[role])
 		case seen[key]:
-			l.errorf(at, "approver %q is listed twice", name)
+			l.errorf(at, "%s %q is listed twice", role, name)
 		default:
 			seen[key] = true
 			out = append(out, name)
@@ -547,6 +553,7 @@ func (l *loader) promotion(key, n *yaml.Node) Promotion {
 			archiveNode = v
 			p.ArchiveExisting, _ = l.boolean(v, "promote.archive_existing")
 		},
+		"protect": func(_, v *yaml.Node) { p.Protect, _ = l.boolean(v, "promote.protect") },
 	})
 	switch {
 	case p.Alias != "" && p.Stage != "":
@@ -653,8 +660,9 @@ func (l *loader) check(n *yaml.Node) Check {
 	c := Check{OnFail: Reject, MinGroups: 2}
 	keys := map[string]*yaml.Node{}
 	fields := map[string]field{
-		"name":    func(_, v *yaml.Node) { c.Name = l.name(v, "check name") },
-		"on_fail": func(_, v *yaml.Node) { c.OnFail = l.action(v, "on_fail") },
+		"name":       func(_, v *yaml.Node) { c.Name = l.name(v, "check name") },
+		"on_fail":    func(_, v *yaml.Node) { c.OnFail = l.action(v, "on_fail") },
+		"on_missing": func(_, v *yaml.Node) { c.OnMissing = l.action(v, "on_missing") },
 	}
 	for f := range checkFields {
 		fields[f] = func(k, v *yaml.Node) { keys[f] = v; keys["@"+f] = k }

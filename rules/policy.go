@@ -44,6 +44,10 @@ type Check struct {
 	Name   string
 	Kind   Kind
 	OnFail Action
+	// OnMissing, when set, is what missing evidence does to this check (else the gate's
+	// on_missing). A tag check with it set treats an absent tag as missing rather than
+	// failed.
+	OnMissing Action
 
 	// Metrics are the candidate names of the metric (threshold and baseline checks): the
 	// first one with a finite value is used.
@@ -111,6 +115,9 @@ type ReviewPolicy struct {
 	Approvers    []string
 	MinApprovals int
 	ExpiresAfter time.Duration // 0: never
+	// Overriders may promote a version despite failed checks and rejections (the urgent
+	// exception), with modelgate.override.<name> = reason.
+	Overriders []string
 }
 
 // Promotion is where an approved version goes: an alias, or a stage.
@@ -118,6 +125,9 @@ type Promotion struct {
 	Alias           string
 	Stage           string // canonical: Staging or Production
 	ArchiveExisting bool
+	// Protect: a person's move of the alias (or stage) to a version modelgate did not
+	// promote is undone.
+	Protect bool
 }
 
 // Target renders the promotion as the modelgate.promoted_to tag does:
@@ -192,10 +202,14 @@ const (
 	EventPromoted        Event = "promoted"
 	EventRolledBack      Event = "rolled_back"
 	EventExpired         Event = "expired"
+	EventSuperseded      Event = "superseded"
+	EventOverridden      Event = "overridden"
+	EventTampered        Event = "tampered"
 )
 
 // allEvents lists every event, in the order they are documented.
-var allEvents = []Event{EventReviewRequested, EventRejected, EventPromoted, EventRolledBack, EventExpired}
+var allEvents = []Event{EventReviewRequested, EventRejected, EventPromoted, EventRolledBack, EventExpired,
+	EventSuperseded, EventOverridden, EventTampered}
 
 // Notification is a webhook to call on events; its URL is read from the environment
 // variable URLEnv, never from the policy file.
@@ -250,10 +264,16 @@ func (p *Policy) Describe() string {
 			}
 			b.WriteString("\n")
 		}
+		if len(g.Review.Overriders) > 0 {
+			fmt.Fprintf(&b, "  overriders: %s\n", strings.Join(g.Review.Overriders, ", "))
+		}
 		if t := g.Promote.Target(); t != "" {
 			fmt.Fprintf(&b, "  promote: %s", t)
 			if g.Promote.ArchiveExisting {
 				b.WriteString(" (archiving the versions there)")
+			}
+			if g.Promote.Protect {
+				b.WriteString(", protected (a move by hand is undone)")
 			}
 			b.WriteString("\n")
 		} else {

@@ -96,13 +96,16 @@ const (
 )
 
 var statusTitle = map[string]string{
-	"approved":       "approved",
-	"pending_review": "waiting for review",
-	"rejected":       "rejected",
-	"promoted":       "promoted",
-	"expired":        "review expired",
-	"rolled_back":    "rolled back",
-	"not_gated":      "not gated",
+	"approved":            "approved",
+	"pending_review":      "waiting for review",
+	"rejected":            "rejected",
+	"promoted":            "promoted",
+	"expired":             "review expired",
+	"rolled_back":         "rolled back",
+	"not_gated":           "not gated",
+	"superseded":          "superseded",
+	"staged":              "staged",
+	"recertification_due": "recertification due",
 }
 
 func (r Report) markdown(detail int) string {
@@ -292,4 +295,29 @@ func writeColumns(b *strings.Builder, rows [][]string) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+// Restate rewrites a report section (as Markdown renders it) for a new status: the
+// headline names the status and the note stands under it; the rest, the checks as they
+// were decided, stays as it was. For a version whose state changes without a new
+// judgement (superseded, given its target back, restored after tampering).
+func Restate(section, status, note string) string {
+	title := statusTitle[status]
+	if title == "" {
+		title = status
+	}
+	head := fmt.Sprintf("#### modelgate: %s\n\n%s\n", md(title), md(note))
+	rest := section
+	if strings.HasPrefix(rest, "#### modelgate: ") {
+		if i := strings.Index(rest, "\n"); i >= 0 {
+			rest = strings.TrimLeft(rest[i+1:], "\n")
+		} else {
+			rest = ""
+		}
+		// An earlier restatement's note goes with the headline it stood under.
+		if i := strings.Index(rest, "\n\n"); i >= 0 && !strings.HasPrefix(rest, "Gate ") {
+			rest = rest[i+2:]
+		}
+	}
+	return head + "\n" + rest
 }

@@ -29,7 +29,7 @@ func TestTally(t *testing.T) {
 		{"unlisted names are ignored", map[string]string{"modelgate.approve.mallory": "", "modelgate.approve.alice": ""}, before, ReviewPending, []string{"alice"}, []string{"modelgate.approve.mallory"}, ""},
 		{"an empty name is ignored", map[string]string{"modelgate.approve.": "", "modelgate.reject. ": "no"}, before, ReviewPending, nil, []string{"modelgate.approve.", "modelgate.reject. "}, ""},
 		{"a rejection rejects", map[string]string{"modelgate.approve.alice": "", "modelgate.approve.carol": "", "modelgate.reject.bob": "leaks PII"}, before, ReviewRejected, []string{"alice", "carol"}, nil, "Bob"},
-		{"a rejection needs a reason", map[string]string{"modelgate.reject.bob": "  "}, before, ReviewPending, nil, []string{"modelgate.reject.bob"}, ""},
+		{"a rejection without a reason rejects", map[string]string{"modelgate.reject.bob": "  ", "modelgate.approve.alice": "", "modelgate.approve.carol": ""}, before, ReviewRejected, []string{"alice", "carol"}, nil, "Bob"},
 		{"a rejection by an outsider is ignored", map[string]string{"modelgate.reject.mallory": "no"}, before, ReviewPending, nil, []string{"modelgate.reject.mallory"}, ""},
 		{"expired", map[string]string{"modelgate.approve.alice": ""}, after, ReviewExpired, []string{"alice"}, nil, ""},
 		{"enough votes win over expiry", map[string]string{"modelgate.approve.alice": "", "modelgate.approve.carol": ""}, after, ReviewApproved, []string{"alice", "carol"}, nil, ""},
@@ -61,6 +61,38 @@ func TestTally(t *testing.T) {
 			}
 			if !got.ExpiresAt.Equal(requested.Add(72 * time.Hour)) {
 				t.Errorf("expires at %s", got.ExpiresAt)
+			}
+		})
+	}
+}
+
+func TestOverride(t *testing.T) {
+	g := gateWith(t, "      - {name: acc, metric: accuracy, min: 0.9, on_fail: review}\n",
+		"    review:\n      approvers: [alice]\n      overriders: [head-of-risk]\n")
+	for _, tc := range []struct {
+		name     string
+		tags     map[string]string
+		override string
+		ignored  string
+	}{
+		{"an overrider with a reason", map[string]string{"modelgate.override.head-of-risk": "fraud spike: ship the fix"}, "head-of-risk", ""},
+		{"names compare case-insensitively", map[string]string{"modelgate.override.Head-Of-Risk": "urgent"}, "head-of-risk", ""},
+		{"an override needs a reason", map[string]string{"modelgate.override.head-of-risk": " "}, "", "an override needs the reason"},
+		{"an approver is not an overrider", map[string]string{"modelgate.override.alice": "urgent"}, "", "alice is not an overrider"},
+		{"an overrider's approval is not an approval", map[string]string{"modelgate.approve.head-of-risk": ""}, "", "head-of-risk is not an approver"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := g.Tally(tc.tags, time.Now(), time.Now())
+			switch {
+			case tc.override != "" && (got.Override == nil || got.Override.Name != tc.override || got.Override.Kind != VoteOverride):
+				t.Fatalf("override %+v, want by %s", got.Override, tc.override)
+			case tc.override == "" && got.Override != nil:
+				t.Fatalf("override %+v counted", got.Override)
+			case tc.ignored != "" && (len(got.Ignored) != 1 || !strings.Contains(got.Ignored[0].Reason, tc.ignored)):
+				t.Fatalf("ignored %+v, want one saying %q", got.Ignored, tc.ignored)
+			}
+			if got.Outcome != ReviewPending {
+				t.Fatalf("outcome %s: an override is not an approval", got.Outcome)
 			}
 		})
 	}

@@ -51,7 +51,11 @@ say "Training and registering models (examples/demo/seed.py)"
 MLFLOW_TRACKING_URI=$uri GIT_PYTHON_REFRESH=quiet "$py" examples/demo/seed.py 2>&1 | grep -E '^(Registering|  registered)'
 
 say "Starting modelgate run with examples/modelgate.yaml"
+# A signing key for the demo's records (a real deployment keeps one key in a secret).
+key_file=$dir/signing-key
+[ -s "$key_file" ] || openssl rand -hex 32 >"$key_file"
 MLFLOW_TRACKING_URI=$uri MODELGATE_POLICY=examples/modelgate.yaml MODELGATE_POLL_INTERVAL=5s \
+  MODELGATE_SIGNING_KEY=$(cat "$key_file") \
   MODELGATE_LOG_FORMAT=text MODELGATE_LISTEN_ADDR=127.0.0.1:9464 SLACK_WEBHOOK_URL=http://127.0.0.1:$hook_port/ \
   setsid "$dir/modelgate" run > >(sed -u 's/^/  [modelgate] /') 2>&1 &
 pids+=($!)

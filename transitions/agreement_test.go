@@ -24,14 +24,16 @@ func (f *fixture) agreeingPass() {
 	rec.mu.Lock()
 	rec.lastFull = time.Time{} // every pass a full scan: evaluate plans as a full scan would
 	rec.mu.Unlock()
-	items, _, err := rec.collect(f.ctx, f.clock.Now())
+	items, _, _, err := rec.collect(f.ctx, f.clock.Now())
 	if err != nil {
 		f.t.Fatalf("collect: %v", err)
 	}
-	evaluate, err := NewPlanner(PlannerConfig{Reader: f.client, Policy: f.policy, Clock: f.clock.Now, Since: rec.cfg.Since})
+	evaluate, err := NewPlanner(PlannerConfig{Reader: f.client, Policy: f.policy, Clock: f.clock.Now, Since: rec.cfg.Since,
+		Keys: f.keys, Audit: f.evaluateAudit()})
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	defer rec.afterPass(f.ctx, items, true)
 	var order []*item
 	for _, it := range items {
 		order = append(order, it)

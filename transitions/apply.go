@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/modelgate/modelgate/rules"
+
 	"golang.org/x/sync/errgroup"
 )
 
@@ -29,6 +31,13 @@ func (r *Reconciler) Apply(ctx context.Context, p *Plan) error {
 			if p.promotion != "" && p.promoted {
 				r.metrics.Promotion(p.Gate, p.promotion, "failed")
 			}
+			return err
+		}
+	}
+	// The audit trail comes after the registry: a crash in between leaves a record
+	// whose events are missing, which the next pass writes (see Planner.catchUp).
+	if r.audit != nil && len(p.Events) > 0 {
+		if err := r.audit.Write(wctx, p.Events); err != nil {
 			return err
 		}
 	}
@@ -85,8 +94,18 @@ func (r *Reconciler) applied(p *Plan) {
 	if p.rolledBack != "" {
 		r.metrics.Rollback(p.Gate)
 	}
+	if p.tamper != "" {
+		r.metrics.Tampering(p.Gate, p.tamper)
+		r.logger.Warn("tampering undone", "model", p.Model, "version", p.Version, "gate", p.Gate, "kind", p.tamper, "status", string(p.Status))
+	}
+	if p.overridden && p.promoted {
+		r.metrics.Override(p.Gate)
+	}
 	if p.waited > 0 {
 		r.metrics.ReviewWait(p.waited)
+	}
+	for _, n := range p.Notices {
+		r.send(n)
 	}
 	if !p.decision {
 		return
@@ -103,9 +122,6 @@ func (r *Reconciler) applied(p *Plan) {
 	}
 	r.logger.Info("decision", "model", p.Model, "version", p.Version, "gate", p.Gate, "status", string(p.Status),
 		"by", p.by, "evidence_digest", digest, "summary", summary)
-	for _, n := range p.Notices {
-		r.notify.Notify(n)
-	}
 }
 
 // decisionOutcome maps a status to the outcome label of modelgate_decisions_total: a
@@ -115,4 +131,31 @@ func decisionOutcome(s Status) Status {
 		return StatusApproved
 	}
 	return s
+}
+
+// send queues a notice; with the audit trail on, the notice's event is noted as sent
+// once the notifier delivered it (what is not noted is sent again after a restart or a
+// failover: see Audit.Unsent).
+func (r *Reconciler) send(n Notice) {
+	if r.audit != nil {
+		id := n.ID
+		n.Sent = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout)
+			defer cancel()
+			if err := r.audit.MarkNotified(ctx, id); err != nil {
+				r.logger.Warn("notification sent but not noted as sent: it may be sent again after a restart", "event_id", id, "error", err)
+			}
+		}
+	}
+	r.notify.Notify(n)
+}
+
+// resendUnsent sends the notifications the audit trail holds as not sent: those a crash
+// or a failover came between.
+func (r *Reconciler) resendUnsent() {
+	for _, e := range r.audit.Unsent() {
+		r.logger.Info("sending a notification left unsent", "model", e.Model, "version", e.Version, "event", e.Notify, "event_id", e.ID())
+		r.send(Notice{ID: e.ID(), Event: rules.Event(e.Notify), Model: e.Model, Version: e.Version, Gate: e.Gate,
+			Status: e.Status, Summary: e.Reason, By: e.Actor, At: e.At})
+	}
 }

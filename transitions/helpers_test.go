@@ -3,9 +3,11 @@ package transitions
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +77,8 @@ type fixture struct {
 	notes  *notices
 	logs   *strings.Builder
 	rec    *Reconciler
+	keys   Keys
+	audit  *Audit // the daemon's audit trail
 	// agree makes every pass check, version by version, that the daemon does exactly
 	// what `modelgate evaluate` says it will (agreeingPass).
 	agree bool
@@ -184,14 +188,29 @@ func (r *requestCounter) total() int {
 }
 
 type notices struct {
-	mu   sync.Mutex
-	list []Notice
+	mu      sync.Mutex
+	list    []Notice
+	seen    map[string]bool
+	repeats int
 }
 
+// Notify records a notice as an idempotent receiver would: a notice whose id it has
+// seen already is counted as a repeat, not a new one. It reports the notice sent.
 func (n *notices) Notify(x Notice) {
 	n.mu.Lock()
-	n.list = append(n.list, x)
+	if n.seen == nil {
+		n.seen = map[string]bool{}
+	}
+	if x.ID != "" && n.seen[x.ID] {
+		n.repeats++
+	} else {
+		n.seen[x.ID] = true
+		n.list = append(n.list, x)
+	}
 	n.mu.Unlock()
+	if x.Sent != nil {
+		x.Sent()
+	}
 }
 
 func (n *notices) events() []string {
@@ -223,7 +242,7 @@ func newFixtureOn(t *testing.T, b backend, policy string) *fixture {
 	t.Cleanup(cancel)
 	model := fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), modelSeq.Add(1))
 	model = notNameChars.ReplaceAllString(model, "-")
-	f := &fixture{t: t, ctx: ctx, model: model, base: model, reqs: &requestCounter{}, notes: &notices{},
+	f := &fixture{t: t, ctx: ctx, model: model, base: model, keys: Keys{Current: testKey}, reqs: &requestCounter{}, notes: &notices{},
 		clock: &fakeClock{now: time.Now().UTC()}, logs: &strings.Builder{}}
 	switch b {
 	case realMLflow:
@@ -259,15 +278,77 @@ func (f *fixture) setPolicy(policy string) {
 	f.rec = f.reconciler(f.client)
 }
 
+// testKey is the signing key of the tests' records.
+var testKey = []byte("modelgate-tests-signing-key-0123456789abcdef")
+
+// reconciler builds a reconciler as a (re)started process would: a new audit trail
+// index, loaded on its first pass.
 func (f *fixture) reconciler(w Writer) *Reconciler {
 	f.t.Helper()
+	logger := slog.New(slog.NewTextHandler(&syncWriter{b: f.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var store AuditStore = f.client
+	if s, ok := w.(AuditStore); ok { // a writer that stands for the whole process (crash tests)
+		store = s
+	}
+	f.audit = NewAudit(AuditOptions{Store: store, Experiment: f.auditExperiment(), Keys: f.keys, Logger: logger})
 	rec, err := New(Config{
-		Reader: f.client, Writer: w, Policy: f.policy, Notifier: f.notes, Clock: f.clock.Now,
-		Logger: slog.New(slog.NewTextHandler(&syncWriter{b: f.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Since:  f.clock.Now().Add(-time.Hour),
+		Reader: scoped{f.client, f.base}, Writer: w, Policy: f.policy, Notifier: f.notes, Clock: f.clock.Now,
+		Logger: logger, Keys: f.keys, Audit: f.audit,
+		Since: f.clock.Now().Add(-time.Hour),
 	})
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	return rec
+}
+
+// scoped shows the reconciler only the fixture's own models (the base name, and names
+// that start with it, such as a renamed one): tests share one real MLflow server, and a
+// reconciler must not act on another test's models (with the fixtures' audit trails apart,
+// it would take their records for ones missing their events).
+type scoped struct {
+	mlflowtest.Registry
+	base string
+}
+
+func (s scoped) ours(name string) bool { return strings.HasPrefix(name, s.base) }
+
+func (s scoped) ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error] {
+	return func(yield func([]mlflow.ModelVersion, error) bool) {
+		for page, err := range s.Registry.ModelVersionPages(ctx, opts) {
+			if !yield(slices.DeleteFunc(page, func(mv mlflow.ModelVersion) bool { return !s.ours(mv.Name) }), err) {
+				return
+			}
+		}
+	}
+}
+
+func (s scoped) RegisteredModelPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.RegisteredModel, error] {
+	return func(yield func([]mlflow.RegisteredModel, error) bool) {
+		for page, err := range s.Registry.RegisteredModelPages(ctx, opts) {
+			if !yield(slices.DeleteFunc(page, func(rm mlflow.RegisteredModel) bool { return !s.ours(rm.Name) }), err) {
+				return
+			}
+		}
+	}
+}
+
+// auditExperiment is the fixture's own audit experiment (tests share a server).
+func (f *fixture) auditExperiment() string { return "modelgate-audit-" + f.base }
+
+// evaluateAudit is the audit trail as `modelgate evaluate` reads it: no index, a search
+// per version.
+func (f *fixture) evaluateAudit() *Audit {
+	return NewAudit(AuditOptions{Store: f.client, Experiment: f.auditExperiment(), Keys: f.keys})
+}
+
+// record returns a version's record, which must verify.
+func (f *fixture) record(version string) Record {
+	f.t.Helper()
+	mv := f.get(version)
+	rec, v := f.keys.Decode(f.model, version, mv.Tags[TagRecord])
+	if v != RecordValid {
+		f.t.Fatalf("version %s: record %s: %q", version, v, mv.Tags[TagRecord])
 	}
 	return rec
 }

@@ -36,8 +36,12 @@ type Plan struct {
 	// Writes, in order: writes with the same Step are independent of one another and may
 	// run in parallel; a step starts when the one before it has fully succeeded.
 	Writes []Write `json:"writes"`
-	// Notices go out once every write has succeeded.
-	Notices []Notice `json:"notifications,omitempty"`
+	// Record is the signed record the plan writes (nil when it writes none).
+	Record *Record `json:"record,omitempty"`
+	// Events are the audit events written once every write has succeeded; Notices go out
+	// after them.
+	Events  []AuditEvent `json:"audit_events,omitempty"`
+	Notices []Notice     `json:"notifications,omitempty"`
 
 	// What applying the plan is counted and logged as.
 	decision   bool          // a decision (not a report refresh): decisions_total, the decision log line
@@ -48,6 +52,11 @@ type Plan struct {
 	promotion  string        // "alias" or "stage" when the plan tries to promote
 	promoted   bool          // ... and moves it (false: skipped, a newer version holds it)
 	rolledBack string        // the target given back, when the plan is a rollback
+	overridden bool          // an overrider's exception
+	tamper     string        // the kind of tampering the plan undoes
+	setAside   []string      // vote_set_aside events
+	checked    bool          // the version carried a record, checked
+	badRecord  bool          // ... that did not verify
 	logs       []logLine     // lines logged once the writes have succeeded
 }
 
@@ -61,6 +70,11 @@ const (
 	ActionReview     Action = "review"
 	ActionReevaluate Action = "reevaluate"
 	ActionRollback   Action = "rollback"
+	ActionOverride   Action = "override"
+	ActionHold       Action = "hold"    // a version that held its target: superseded, moved back, or undone
+	ActionRestore    Action = "restore" // a forged or replayed state replaced by the last signed one
+	ActionFinish     Action = "finish"  // an apply a crash interrupted, finished from its record
+	ActionMigrate    Action = "migrate" // a v1-decided version given a signed record
 )
 
 type logLine struct {
@@ -95,19 +109,24 @@ type Write struct {
 }
 
 // Step orders a plan's writes so that a crash between any two leaves the registry in a
-// state the next pass finishes: modelgate.status is written last, after the report, the
-// informational tags and the promotion, so a version without its new status is still
-// in its old state and is planned again from the same evidence.
+// state the next pass finishes: the report and summary first, then the signed record,
+// then the promotion, then modelgate.status last. A version whose status is not yet its
+// record's is an apply that stopped: the next pass finishes it from the record (the move,
+// the status, the audit events), and decides nothing twice.
 type Step int
 
 // Steps, in the order they run.
 const (
-	StepSetAside    Step = iota + 1 // copy vote tags to their stale keys
-	StepRemoveVotes                 // then delete the originals (nothing a reviewer wrote is lost)
-	StepReport                      // the report section and the informational tags
-	StepMove                        // the alias or stage
-	StepStatus                      // modelgate.status: the commit point
-	StepCleanup                     // the request tag that asked for this (modelgate.reevaluate)
+	StepSetAside     Step = iota + 1 // copy vote tags to their stale keys
+	StepRemoveVotes                  // then delete the originals (nothing a reviewer wrote is lost)
+	StepReport                       // the report section and the summary
+	StepRecord                       // the signed record (ahead of the status until it lands)
+	StepMove                         // the alias or stage
+	StepStatus                       // modelgate.status: the commit point
+	StepFollowReport                 // the former holder's report and summary
+	StepFollowRecord                 // ... its record
+	StepFollowStatus                 // ... and its status
+	StepCleanup                      // the request tag that asked for this (modelgate.reevaluate), v1 tags
 )
 
 func (s Step) String() string {
@@ -118,10 +137,18 @@ func (s Step) String() string {
 		return "remove set-aside votes"
 	case StepReport:
 		return "report"
+	case StepRecord:
+		return "record"
 	case StepMove:
 		return "move"
 	case StepStatus:
 		return "status"
+	case StepFollowReport:
+		return "former holder's report"
+	case StepFollowRecord:
+		return "former holder's record"
+	case StepFollowStatus:
+		return "former holder's status"
 	case StepCleanup:
 		return "cleanup"
 	}
@@ -211,6 +238,9 @@ func (p *Plan) Text() string {
 		for i, w := range p.Writes {
 			fmt.Fprintf(&b, "  %d. %s\n", i+1, w)
 		}
+	}
+	for _, e := range p.Events {
+		fmt.Fprintf(&b, "would audit: %s of version %s by %s (seq %d)\n", e.Event, e.Version, e.Actor, e.Seq)
 	}
 	for _, n := range p.Notices {
 		fmt.Fprintf(&b, "would notify: %s\n", n.Event)

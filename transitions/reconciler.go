@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,11 @@ type Config struct {
 	// Metrics and Notifier may be nil.
 	Metrics  Recorder
 	Notifier Notifier
+	// Keys sign the records modelgate writes and verify those it reads.
+	Keys Keys
+	// Audit is the audit trail (nil: off). It is also the reference that tells a replayed
+	// record from the current one.
+	Audit *Audit
 	// Clock returns the current time (tests inject one to expire reviews).
 	Clock func() time.Time
 	// Concurrency bounds how many models are worked on at once (default 8). A model's
@@ -61,13 +67,15 @@ type Config struct {
 const fullScanPageSize = 1000
 
 // Reconciler watches the registry and applies the policy. It keeps no state that
-// matters across restarts: what it remembers (the newest version seen, versions to retry)
-// only saves requests, and a new process rebuilds it with a full scan.
+// matters across restarts: what it remembers (the newest version seen, versions to retry,
+// who holds each target) only saves requests, and a new process rebuilds it with a full
+// scan.
 type Reconciler struct {
 	cfg     Config
 	reader  Reader
 	writer  Writer
 	planner *Planner
+	audit   *Audit
 	policy  *rules.Policy
 	logger  *slog.Logger
 	metrics Recorder
@@ -78,13 +86,18 @@ type Reconciler struct {
 	newest      int64     // creation time (ms) of the newest version seen by a scan
 	lastFull    time.Time // when the last full scan started
 	lastSuccess time.Time // when the last pass that could read MLflow ended
+	halted      error     // most records failed verification: no writes until a full scan passes
 	retry       map[versionKey]retryState
 	nudged      map[versionKey]bool
 	pending     map[versionKey]openReview // open reviews as of the last pass
+	holders     map[targetKey]string      // who holds each gated target, by modelgate's records
 	wake        chan struct{}             // a nudge arrived
 }
 
 type versionKey struct{ model, version string }
+
+// targetKey is a promotion target of a model: alias:champion, stage:Production.
+type targetKey struct{ model, target string }
 
 // retryState backs off versions whose handling failed, so a permanent error (a missing
 // permission) is retried at a slowing pace rather than on every pass.
@@ -120,14 +133,18 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
 	cfg.PageSize = cmp.Or(cfg.PageSize, 200)
-	planner, err := NewPlanner(PlannerConfig{Reader: cfg.Reader, Policy: cfg.Policy, Logger: cfg.Logger, Clock: cfg.Clock, Since: cfg.Since})
+	pc := PlannerConfig{Reader: cfg.Reader, Policy: cfg.Policy, Logger: cfg.Logger, Clock: cfg.Clock, Since: cfg.Since, Keys: cfg.Keys}
+	if cfg.Audit != nil {
+		pc.Audit = cfg.Audit
+	}
+	planner, err := NewPlanner(pc)
 	if err != nil {
 		return nil, err
 	}
 	return &Reconciler{
-		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, planner: planner, policy: cfg.Policy, logger: cfg.Logger,
-		metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
-		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{},
+		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, planner: planner, audit: cfg.Audit, policy: cfg.Policy,
+		logger: cfg.Logger, metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
+		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{}, holders: map[targetKey]string{},
 		pending: map[versionKey]openReview{}, wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -164,6 +181,15 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // RunNudged handles only the versions nudged since the last pass (and retries that are
 // due): no search, one read per version.
 func (r *Reconciler) RunNudged(ctx context.Context) error {
+	if err := r.Halted(); err != nil {
+		return err
+	}
+	if r.audit != nil && !r.audit.isLoaded() {
+		if err := r.audit.Load(ctx); err != nil {
+			return err
+		}
+		r.resendUnsent()
+	}
 	items := map[versionKey]*item{}
 	if err := r.readDue(ctx, r.now(), items); err != nil {
 		return err
@@ -195,17 +221,34 @@ type item struct {
 }
 
 // RunOnce is one reconcile pass: find the versions that need something (new versions,
-// open reviews, rollback and re-evaluation requests, retries), then handle them. It
-// returns an error when MLflow could not be read; failures on single versions are
-// logged, counted and retried on later passes.
+// open reviews, requests, targets moved, retries), then handle them. It returns an error
+// when MLflow could not be read, or when most records fail verification (a wrong or lost
+// signing key: modelgate then writes nothing); failures on single versions are logged,
+// counted and retried on later passes.
 func (r *Reconciler) RunOnce(ctx context.Context) error {
 	start := r.now()
-	items, pendingBefore, err := r.collect(ctx, start)
+	if r.audit != nil && !r.audit.isLoaded() {
+		if err := r.audit.Load(ctx); err != nil {
+			r.metrics.Poll(r.now().Sub(start), err)
+			return err
+		}
+		r.resendUnsent()
+	}
+	items, pendingBefore, full, err := r.collect(ctx, start)
 	if err != nil {
 		r.metrics.Poll(r.now().Sub(start), err)
 		return err
 	}
+	if full {
+		if err := r.checkIntegrity(items); err != nil {
+			r.metrics.Poll(r.now().Sub(start), nil)
+			return err
+		}
+	} else if err := r.Halted(); err != nil {
+		return err
+	}
 	r.settle(r.handle(ctx, items, pendingBefore))
+	r.afterPass(ctx, items, full)
 	r.mu.Lock()
 	r.lastSuccess = r.now()
 	r.mu.Unlock()
@@ -213,12 +256,62 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 	return nil
 }
 
-// collect runs the searches of a pass. An idle incremental pass on any registry makes
-// four requests: the newest versions (one page), open reviews, rollback requests and
-// re-evaluation requests, the last three filtered by tag on the server.
-func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionKey]*item, map[versionKey]openReview, error) {
+// ErrIntegrity says most records failed verification in a full scan: the signing key is
+// wrong or was lost. modelgate then writes nothing rather than re-judging the registry.
+var ErrIntegrity = errors.New("most modelgate.record tags fail verification")
+
+// minRecordsForHalt is how many records a full scan must check before their failing to
+// verify can mean a wrong key rather than a few forged ones.
+const minRecordsForHalt = 4
+
+// checkIntegrity counts, over a full scan's versions, the records that fail to verify:
+// when most do, the key is wrong (or lost), and judging the registry afresh would undo
+// every decision. The reconciler halts its writes and says so until a full scan passes.
+func (r *Reconciler) checkIntegrity(items map[versionKey]*item) error {
+	checked, bad := 0, 0
+	for _, it := range items {
+		if it.mv.IsPrompt() || it.mv.Tags[TagRecord] == "" {
+			continue
+		}
+		checked++
+		if _, v := r.planner.keys.Decode(it.mv.Name, it.mv.Version, it.mv.Tags[TagRecord]); v == RecordBadSig || v == RecordMalformed {
+			bad++
+		}
+	}
+	var err error
+	if checked >= minRecordsForHalt && bad*2 > checked {
+		err = fmt.Errorf("%w (%d of %d): MODELGATE_SIGNING_KEY is not the key that signed them (set it back, or put the old key in MODELGATE_SIGNING_KEY_PREVIOUS); nothing is written until a full scan verifies", ErrIntegrity, bad, checked)
+	}
 	r.mu.Lock()
-	full := r.lastFull.IsZero() || start.Sub(r.lastFull) >= r.cfg.FullScanInterval
+	was := r.halted
+	r.halted = err
+	r.mu.Unlock()
+	r.metrics.Halted(err != nil)
+	switch {
+	case err != nil && was == nil:
+		r.logger.Error("writes halted: most records fail verification", "records", checked, "failing", bad, "error", err)
+	case err == nil && was != nil:
+		r.logger.Info("records verify again: writes resume", "records", checked)
+	}
+	return err
+}
+
+// Halted returns why the reconciler writes nothing, or nil.
+func (r *Reconciler) Halted() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.halted
+}
+
+// collect runs the searches of a pass. An idle incremental pass makes four requests plus
+// one per overrider name in the policy: the newest versions (one page), open reviews,
+// rollback requests, re-evaluation requests and overrides, all but the first filtered by
+// tag on the server; with a protected target, one more reads every model's aliases and
+// stages. A full scan also reads back to Since, every version holding a target, and any
+// version still carrying v1 tags.
+func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionKey]*item, map[versionKey]openReview, bool, error) {
+	r.mu.Lock()
+	full := r.lastFull.IsZero() || start.Sub(r.lastFull) >= r.cfg.FullScanInterval || r.halted != nil
 	newest := r.newest
 	r.mu.Unlock()
 
@@ -248,7 +341,7 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 	opts := mlflow.SearchOptions{OrderBy: []string{"creation_timestamp DESC"}, PageSize: pageSize}
 	for page, err := range r.reader.ModelVersionPages(ctx, opts) {
 		if err != nil {
-			return nil, nil, fmt.Errorf("search new versions: %w", err)
+			return nil, nil, full, fmt.Errorf("search new versions: %w", err)
 		}
 		brandNew, below := false, false
 		for _, mv := range page {
@@ -258,7 +351,7 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 			}
 			brandNew = brandNew || mv.CreationTimestamp > newest
 			seenNewest = max(seenNewest, mv.CreationTimestamp)
-			if mv.Tags[TagStatus] == "" || full {
+			if full || !r.settled(mv) {
 				add(mv, full)
 			}
 		}
@@ -268,28 +361,45 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 	}
 
 	pending := map[versionKey]openReview{}
-	for _, q := range []struct {
-		what, filter string
-	}{
+	type query struct{ what, filter string }
+	queries := []query{
 		{"open reviews", mlflow.TagFilter(TagStatus, string(StatusPendingReview))},
-		{"rollback requests", mlflow.TagPresentFilter(TagRollback) + " AND " + mlflow.TagFilter(TagStatus, string(StatusPromoted))},
+		{"rollback requests", mlflow.TagPresentFilter(TagRollback)},
 		{"re-evaluation requests", mlflow.TagPresentFilter(TagReevaluate)},
-	} {
+	}
+	for _, name := range r.overriders() {
+		queries = append(queries, query{"overrides by " + name, mlflow.TagPresentFilter(rules.OverridePrefix + name)})
+	}
+	if full {
+		for _, s := range []Status{StatusPromoted, StatusStaged, StatusRecertificationDue, StatusSuperseded} {
+			queries = append(queries, query{"versions " + string(s), mlflow.TagFilter(TagStatus, string(s))})
+		}
+		queries = append(queries, query{"versions decided under v1", mlflow.TagPresentFilter(v1Tags[0])})
+	}
+	for _, q := range queries {
 		for page, err := range r.reader.ModelVersionPages(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}) {
 			if err != nil {
-				return nil, nil, fmt.Errorf("search %s: %w", q.what, err)
+				return nil, nil, full, fmt.Errorf("search %s: %w", q.what, err)
 			}
 			for _, mv := range page {
 				add(mv, full)
 				if mv.Tags[TagStatus] == string(StatusPendingReview) {
-					pending[versionKey{mv.Name, mv.Version}] = openReviewOf(mv)
+					pending[versionKey{mv.Name, mv.Version}] = r.openReviewOf(mv)
 				}
 			}
 		}
 	}
+	if full {
+		r.believe(items)
+	}
+	if full || r.protects() {
+		if err := r.watchTargets(ctx); err != nil {
+			return nil, nil, full, err
+		}
+	}
 
 	if err := r.readDue(ctx, start, items); err != nil {
-		return nil, nil, err
+		return nil, nil, full, err
 	}
 
 	r.mu.Lock()
@@ -298,7 +408,139 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 		r.lastFull = start
 	}
 	r.mu.Unlock()
-	return items, pending, nil
+	return items, pending, full, nil
+}
+
+// settled reports, from its tags alone, whether a version needs nothing: a record that
+// verifies and a status that matches it (an incremental pass skips such versions).
+func (r *Reconciler) settled(mv mlflow.ModelVersion) bool {
+	if mv.IsPrompt() {
+		return true
+	}
+	if mv.Tags[TagStatus] == "" && mv.Tags[TagRecord] == "" {
+		return false
+	}
+	_, ok := r.planner.keys.Of(mv)
+	return ok && !slices.ContainsFunc(v1Tags, func(k string) bool { return hasTag(mv, k) })
+}
+
+// overriders lists every overrider name of the policy, each searched for once a pass.
+func (r *Reconciler) overriders() []string {
+	var out []string
+	for _, g := range r.policy.Gates {
+		for _, o := range g.Review.Overriders {
+			if !slices.ContainsFunc(out, func(x string) bool { return strings.EqualFold(x, o) }) {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// protects reports whether some gate protects its target (then every pass watches the
+// aliases and stages; otherwise full scans do).
+func (r *Reconciler) protects() bool {
+	return slices.ContainsFunc(r.policy.Gates, func(g *rules.Gate) bool { return g.Promote.Protect })
+}
+
+// believe records who holds each target by the verified records of a full scan.
+func (r *Reconciler) believe(items map[versionKey]*item) {
+	holders := map[targetKey]string{}
+	for _, it := range items {
+		if rec, ok := r.planner.keys.Of(it.mv); ok && holdsTarget(rec.Status) {
+			k := targetKey{it.mv.Name, rec.PromotedTo}
+			if cur, ok := holders[k]; !ok || mlflow.CompareVersions(it.mv.Version, cur) > 0 {
+				holders[k] = it.mv.Version
+			}
+		}
+	}
+	r.mu.Lock()
+	r.holders = holders
+	r.mu.Unlock()
+}
+
+// watchTargets reads every registered model's aliases and stages (one request per 1,000
+// models) and nudges the versions whose target moved from where modelgate's records put
+// it: the version that held it (superseded by hand, or moved back under protect) and the
+// version that holds it now.
+func (r *Reconciler) watchTargets(ctx context.Context) error {
+	r.mu.Lock()
+	believed := maps.Clone(r.holders)
+	r.mu.Unlock()
+	if len(believed) == 0 {
+		return nil
+	}
+	for page, err := range r.reader.RegisteredModelPages(ctx, mlflow.SearchOptions{PageSize: 1000}) {
+		if err != nil {
+			return fmt.Errorf("search registered models (aliases): %w", err)
+		}
+		for _, rm := range page {
+			for k, version := range believed {
+				if k.model != rm.Name {
+					continue
+				}
+				if now := holderIn(rm, k.target); now != version {
+					r.mu.Lock()
+					r.nudged[versionKey{k.model, version}] = true
+					if now != "" {
+						r.nudged[versionKey{k.model, now}] = true
+					}
+					r.mu.Unlock()
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// holderIn reads the holder of a target from a registered model: its aliases, or the
+// newest version in a stage.
+func holderIn(rm mlflow.RegisteredModel, target string) string {
+	t, ok := parseTarget(target)
+	switch {
+	case !ok:
+		return ""
+	case t.Alias != "":
+		v, _ := rm.AliasVersion(t.Alias)
+		return v
+	}
+	best := ""
+	for _, mv := range rm.LatestVersions {
+		if mv.CurrentStage == t.Stage && mlflow.CompareVersions(mv.Version, best) > 0 {
+			best = mv.Version
+		}
+	}
+	return best
+}
+
+// afterPass does what a pass does once its versions are handled: after a full scan, note
+// the v1 migration done.
+func (r *Reconciler) afterPass(ctx context.Context, items map[versionKey]*item, full bool) {
+	if full && r.audit != nil {
+		r.markMigrated(ctx, items)
+	}
+}
+
+// markMigrated notes on the audit experiment that no version carries v1 tags any more:
+// from then on, v1 tags that appear are tampering, not a migration.
+func (r *Reconciler) markMigrated(ctx context.Context, items map[versionKey]*item) {
+	for _, it := range items {
+		if slices.ContainsFunc(v1Tags, func(k string) bool { return hasTag(it.mv, k) }) {
+			if _, failing := r.retryState(versionKey{it.mv.Name, it.mv.Version}); failing {
+				return
+			}
+		}
+	}
+	if err := r.audit.MarkMigrated(ctx); err != nil {
+		r.logger.Warn("could not note the v1 migration on the audit experiment; it is tried again on the next full scan", "error", err)
+	}
+}
+
+func (r *Reconciler) retryState(k versionKey) (retryState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.retry[k]
+	return s, ok
 }
 
 // readDue reads, one by one, the versions to retry and those a webhook pointed at.
@@ -378,6 +620,24 @@ func (r *Reconciler) Nudge(model, version string) {
 	r.mu.Lock()
 	r.nudged[versionKey{model, version}] = true
 	r.mu.Unlock()
+	r.wakeUp()
+}
+
+// NudgeAlias asks for the version modelgate's records say holds an alias to be looked
+// at soon: a webhook said the alias moved (or was deleted).
+func (r *Reconciler) NudgeAlias(model, alias string) {
+	r.mu.Lock()
+	v, ok := r.holders[targetKey{model, "alias:" + alias}]
+	if ok {
+		r.nudged[versionKey{model, v}] = true
+	}
+	r.mu.Unlock()
+	if ok {
+		r.wakeUp()
+	}
+}
+
+func (r *Reconciler) wakeUp() {
 	select {
 	case r.wake <- struct{}{}:
 	default: // a pass is already due
@@ -390,9 +650,9 @@ type openReview struct {
 	requested time.Time
 }
 
-func openReviewOf(mv mlflow.ModelVersion) openReview {
-	t, _ := time.Parse(time.RFC3339, mv.Tags[TagDecidedAt])
-	return openReview{gate: mv.Tags[TagGate], requested: t}
+func (r *Reconciler) openReviewOf(mv mlflow.ModelVersion) openReview {
+	rec, _ := r.planner.keys.Decode(mv.Name, mv.Version, mv.Tags[TagRecord])
+	return openReview{gate: rec.Gate, requested: rec.requested()}
 }
 
 // handle works on the items: models in parallel (bounded), each model's versions in
@@ -467,7 +727,29 @@ func (r *Reconciler) handleVersion(ctx context.Context, it *item) (Status, strin
 	if err := r.Apply(ctx, p); err != nil {
 		return "", p.Gate, err
 	}
+	r.track(p)
 	return p.Status, p.Gate, nil
+}
+
+// track keeps the holders map in step with what a plan wrote.
+func (r *Reconciler) track(p *Plan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range p.Events {
+		if e.Target == "" {
+			continue
+		}
+		k := targetKey{e.Model, e.Target}
+		switch {
+		case holdsTarget(e.Status):
+			r.holders[k] = e.Version
+		case r.holders[k] == e.Version:
+			delete(r.holders, k)
+			if e.ToVersion != "" && e.Event == EventRolledBack {
+				r.holders[k] = e.ToVersion
+			}
+		}
+	}
 }
 
 // pendingByGate counts open reviews per gate, listing every gate of the policy so a

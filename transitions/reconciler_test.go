@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,13 +26,18 @@ func autoPromotion(f *fixture) {
 	if f.alias("champion") != v1.Version {
 		t.Fatalf("champion = %q, want %s", f.alias("champion"), v1.Version)
 	}
-	for k, want := range map[string]string{TagGate: "gate-" + f.model, TagPromotedTo: "alias:champion", TagPolicyDigest: f.policy.Gates[0].Digest()} {
-		if mv.Tags[k] != want {
-			t.Errorf("%s = %q, want %q", k, mv.Tags[k], want)
-		}
+	rec := f.record(v1.Version)
+	if rec.Gate != "gate-"+f.model || rec.PromotedTo != "alias:champion" || rec.Policy != f.policy.Gates[0].Digest() || rec.Seq != 1 {
+		t.Errorf("record %+v", rec)
 	}
-	if _, ok := mv.Tags[TagPreviousVersion]; ok {
-		t.Errorf("first champion has previous_version %q", mv.Tags[TagPreviousVersion])
+	if rec.PreviousVersion != "" {
+		t.Errorf("first champion has previous_version %q", rec.PreviousVersion)
+	}
+	// Three tags, and only three: the Tags table stays readable.
+	for k := range mv.Tags {
+		if strings.HasPrefix(k, "modelgate.") && k != TagStatus && k != TagSummary && k != TagRecord {
+			t.Errorf("extra tag %s", k)
+		}
 	}
 	if !strings.Contains(mv.Description, FenceBegin) || !strings.Contains(mv.Description, "modelgate: promoted") {
 		t.Errorf("description has no report:\n%s", mv.Description)
@@ -41,15 +47,20 @@ func autoPromotion(f *fixture) {
 	v2 := f.create(good(f.model))
 	f.pass()
 	mv = f.wantStatus(v2.Version, StatusPromoted)
-	if f.alias("champion") != v2.Version || mv.Tags[TagPreviousVersion] != v1.Version {
-		t.Fatalf("champion %q, previous_version %q; want %s and %s", f.alias("champion"), mv.Tags[TagPreviousVersion], v2.Version, v1.Version)
+	if f.alias("champion") != v2.Version || f.record(v2.Version).PreviousVersion != v1.Version {
+		t.Fatalf("champion %q, previous_version %q; want %s and %s", f.alias("champion"), f.record(v2.Version).PreviousVersion, v2.Version, v1.Version)
 	}
-	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2"}) {
+	// The former champion says it is no longer live, and by whom.
+	old := f.wantStatus(v1.Version, StatusSuperseded)
+	if r := f.record(v1.Version); r.SupersededBy != v2.Version || r.Seq != 2 || !strings.Contains(old.Description, "superseded") {
+		t.Errorf("v1 record %+v, description:\n%s", r, old.Description)
+	}
+	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2", "superseded 1"}) {
 		t.Fatalf("notifications %v", got)
 	}
 	// Nothing is decided twice.
 	f.pass()
-	if got := f.notes.events(); len(got) != 2 {
+	if got := f.notes.events(); len(got) != 3 {
 		t.Fatalf("a third pass notified again: %v", got)
 	}
 }
@@ -125,20 +136,33 @@ func rejectionWithReason(f *fixture) {
 	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
-	f.tag(v.Version, "modelgate.reject.bob", "") // no reason: ignored
-	f.pass()
-	f.wantStatus(v.Version, StatusPendingReview)
 	f.tag(v.Version, "modelgate.reject.bob", "trained on last year's data")
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusRejected)
 	if !strings.Contains(mv.Tags[TagSummary], "rejected by bob: trained on last year's data") ||
-		!strings.Contains(mv.Description, "trained on last year") {
+		!strings.Contains(mv.Description, "trained on last year") || f.record(v.Version).RejectedBy != "bob" {
 		t.Fatalf("reason missing: summary %q\n%s", mv.Tags[TagSummary], mv.Description)
 	}
-	// The rejection sticks, even after an approval comes in.
+	// The rejection sticks, even after an approval comes in, or the reason is blanked.
 	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.tag(v.Version, "modelgate.reject.bob", "")
 	f.pass()
 	f.wantStatus(v.Version, StatusRejected)
+}
+
+func TestRejectionWithoutReason(t *testing.T) { scenario(t, basePolicy, rejectionWithoutReason) }
+
+// A rejection counts with or without a reason (PRODUCT.md v2); the report says none was
+// given.
+func rejectionWithoutReason(f *fixture) {
+	v := f.create(borderline(f.model))
+	f.pass()
+	f.tag(v.Version, "modelgate.reject.bob", "")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusRejected)
+	if !strings.Contains(mv.Tags[TagSummary], "rejected by bob: (no reason given)") {
+		f.t.Fatalf("summary %q", mv.Tags[TagSummary])
+	}
 }
 
 func TestTwoApprovalsNeeded(t *testing.T) {
@@ -188,7 +212,7 @@ func evidenceChangeResetsVotes(f *fixture) {
 	t := f.t
 	v := f.create(borderline(f.model))
 	f.pass()
-	before := f.get(v.Version).Tags[TagEvidenceDigest]
+	before := f.record(v.Version).Evidence
 	f.tag(v.Version, "modelgate.approve.alice", "ok at 0.85")
 	// The team logs a corrected accuracy to the same run.
 	if err := f.client.LogBatch(f.ctx, v.RunID, []mlflow.Metric{{Key: "accuracy", Value: 0.86, Timestamp: time.Now().UnixMilli() + 1000, Step: 1}}, nil, nil); err != nil {
@@ -197,7 +221,7 @@ func evidenceChangeResetsVotes(f *fixture) {
 	f.tag(v.Version, "modelgate.approve.bob", "")
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusPendingReview)
-	if mv.Tags[TagEvidenceDigest] == before {
+	if f.record(v.Version).Evidence == before {
 		t.Fatal("evidence digest did not change")
 	}
 	if _, ok := mv.Tags["modelgate.approve.alice"]; ok {
@@ -265,7 +289,7 @@ func rollbackRestoresPreviousChampion(f *fixture) {
 	if f.alias("champion") != v1.Version {
 		t.Fatal("the rollback was undone")
 	}
-	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2", "rolled_back 2"}) {
+	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2", "superseded 1", "rolled_back 2"}) {
 		t.Fatalf("notifications %v", got)
 	}
 }
@@ -296,9 +320,10 @@ func stageGateArchivesExisting(f *fixture) {
 		t.Fatalf("v1 is %q, want Archived", got)
 	}
 	mv := f.wantStatus(v2.Version, StatusPromoted)
-	if mv.CurrentStage != "Production" || mv.Tags[TagPromotedTo] != "stage:Production" || mv.Tags[TagPreviousVersion] != v1.Version {
-		t.Fatalf("v2: stage %q, tags %v", mv.CurrentStage, mv.Tags)
+	if rec := f.record(v2.Version); mv.CurrentStage != "Production" || rec.PromotedTo != "stage:Production" || rec.PreviousVersion != v1.Version {
+		t.Fatalf("v2: stage %q, record %+v", mv.CurrentStage, rec)
 	}
+	f.wantStatus(v1.Version, StatusSuperseded)
 }
 
 func TestUserDescriptionKeptAcrossDecisions(t *testing.T) {
@@ -407,10 +432,20 @@ func manualAliasMoveNotReverted(f *fixture) {
 	f.pass()
 	f.clock.Advance(11 * time.Minute) // and through a full scan
 	f.pass()
+	f.pass()
 	if f.alias("champion") != v1.Version {
 		t.Fatalf("champion %q, want the hand-set %s", f.alias("champion"), v1.Version)
 	}
-	f.wantStatus(v2.Version, StatusPromoted)
+	// The page of each version says which is live: v2 lost it to a person's change, v1
+	// holds it again.
+	mv := f.wantStatus(v2.Version, StatusSuperseded)
+	if r := f.record(v2.Version); r.SupersededBy != ActorHand || r.To != v1.Version || !strings.Contains(mv.Description, "a person") {
+		t.Fatalf("v2 record %+v\n%s", r, mv.Description)
+	}
+	f.wantStatus(v1.Version, StatusPromoted)
+	if got := f.notes.events(); !slices.Equal(got, []string{"promoted 1", "promoted 2", "superseded 1", "superseded 2"}) {
+		t.Fatalf("notifications %v", got)
+	}
 }
 
 func TestNotNewerThanTheChampion(t *testing.T) { scenario(t, basePolicy, notNewerThanTheChampion) }
@@ -440,12 +475,15 @@ func idleCycleRequestCount(first *fixture) {
 		if i > 0 {
 			f = newFixtureOn(t, backendOf(first), basePolicy)
 		}
-		// A registry of n versions, all decided already, plus one open review.
+		// A registry of n versions, all decided already (signed records, as an earlier
+		// modelgate left them), plus one open review.
 		if _, err := f.client.CreateRegisteredModel(f.ctx, f.model, nil, ""); err != nil {
 			t.Fatal(err)
 		}
 		for i := range n {
-			if _, err := f.client.CreateModelVersion(f.ctx, mlflow.CreateModelVersionRequest{Name: f.model, Source: "s3://bucket/m", Tags: mlflow.Tags{TagStatus: "rejected"}}); err != nil {
+			rec := f.keys.Encode(f.model, strconv.Itoa(i+1), Record{Seq: 1, Status: StatusRejected, Gate: "gate-" + f.model, At: "2026-11-01T00:00:00Z"})
+			if _, err := f.client.CreateModelVersion(f.ctx, mlflow.CreateModelVersionRequest{Name: f.model, Source: "s3://bucket/m",
+				Tags: mlflow.Tags{TagStatus: "rejected", TagRecord: rec}}); err != nil {
 				t.Fatalf("version %d: %v", i, err)
 			}
 		}

@@ -26,6 +26,12 @@ type Recorder interface {
 	DecisionLatency(d time.Duration)
 	// Poll observes one reconcile pass; err is nil when MLflow could be read.
 	Poll(d time.Duration, err error)
+	// Tampering counts a detected forgery, replay or protected move, by kind.
+	Tampering(gate, kind string)
+	// Override counts an overrider's exception carried out.
+	Override(gate string)
+	// Halted says whether writes are halted because most records fail verification.
+	Halted(halted bool)
 }
 
 // PendingReviews is the open reviews of one gate.
@@ -45,3 +51,6 @@ func (nopRecorder) ReviewsPending(string, int, time.Time) {}
 func (nopRecorder) ReviewWait(time.Duration)              {}
 func (nopRecorder) DecisionLatency(time.Duration)         {}
 func (nopRecorder) Poll(time.Duration, error)             {}
+func (nopRecorder) Tampering(string, string)              {}
+func (nopRecorder) Override(string)                       {}
+func (nopRecorder) Halted(bool)                           {}

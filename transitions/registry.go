@@ -13,6 +13,9 @@ type Reader interface {
 	PlanReader
 	// ModelVersionPages pages through a search (MLflow pages by offset).
 	ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error]
+	// RegisteredModelPages pages through the registered models, with their aliases and
+	// the newest version in each stage.
+	RegisteredModelPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.RegisteredModel, error]
 }
 
 // Writer is every change the reconciler makes to MLflow. *mlflow.Client satisfies it;

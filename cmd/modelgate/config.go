@@ -15,6 +15,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/transitions"
 )
 
 // Config is every environment variable modelgate reads. The MLFLOW_* names are those of
@@ -43,7 +44,14 @@ type Config struct {
 	LogLevel      LogLevel      `env:"MODELGATE_LOG_LEVEL" envDefault:"info"`
 	LogFormat     LogFormat     `env:"MODELGATE_LOG_FORMAT" envDefault:"json"`
 	UIURL         string        `env:"MODELGATE_UI_URL"`
+
+	SigningKey         Secret `env:"MODELGATE_SIGNING_KEY"`
+	SigningKeyPrevious Secret `env:"MODELGATE_SIGNING_KEY_PREVIOUS"`
+	AuditExperiment    string `env:"MODELGATE_AUDIT_EXPERIMENT" envDefault:"modelgate-audit"`
 }
+
+// auditOff is the MODELGATE_AUDIT_EXPERIMENT value that turns the audit trail off.
+const auditOff = "off"
 
 // maxConcurrency bounds MODELGATE_CONCURRENCY: more parallel requests than this only
 // queue up in front of a single MLflow server.
@@ -120,12 +128,44 @@ func (c Config) validate() []string {
 			p = append(p, "MODELGATE_WEBHOOK_URL is set but MODELGATE_WEBHOOK_SECRET is not: modelgate registers its webhook with a secret and refuses unsigned deliveries")
 		}
 	}
+	for _, k := range []struct {
+		name  string
+		value Secret
+	}{{"MODELGATE_SIGNING_KEY", c.SigningKey}, {"MODELGATE_SIGNING_KEY_PREVIOUS", c.SigningKeyPrevious}} {
+		if k.value != "" {
+			if _, err := transitions.ParseKey(k.value.Reveal()); err != nil {
+				p = append(p, fmt.Sprintf("%s: %v", k.name, err))
+			}
+		}
+	}
+	if c.SigningKeyPrevious != "" && c.SigningKey == "" {
+		p = append(p, "MODELGATE_SIGNING_KEY_PREVIOUS is set but MODELGATE_SIGNING_KEY is not: the previous key only verifies; set the new key in MODELGATE_SIGNING_KEY")
+	}
+	if strings.TrimSpace(c.AuditExperiment) == "" {
+		p = append(p, "MODELGATE_AUDIT_EXPERIMENT is empty: name the experiment of the audit trail (default modelgate-audit), or set it to off")
+	}
 	if c.UIURL != "" {
 		if u, err := url.Parse(c.UIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p = append(p, "MODELGATE_UI_URL: must be an http:// or https:// URL, e.g. https://mlflow.example.com")
 		}
 	}
 	return p
+}
+
+// keys returns the signing keys (none when MODELGATE_SIGNING_KEY is unset).
+func (c Config) keys() transitions.Keys {
+	var k transitions.Keys
+	k.Current, _ = transitions.ParseKey(c.SigningKey.Reveal())
+	k.Previous, _ = transitions.ParseKey(c.SigningKeyPrevious.Reveal())
+	return k
+}
+
+// requireSigningKey reports the problem when `run` (not a dry run) has no signing key.
+func (c Config) requireSigningKey() error {
+	if c.SigningKey == "" {
+		return &ConfigError{Problems: []string{"MODELGATE_SIGNING_KEY is not set: modelgate signs every record it writes with it, so that an editor of the registry cannot forge one; make one with `openssl rand -hex 32` and keep it in a secret (the same key on every restart and replica)"}}
+	}
+	return nil
 }
 
 // requireTrackingURI reports the problem when MLFLOW_TRACKING_URI is missing.

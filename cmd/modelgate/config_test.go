@@ -86,6 +86,10 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"MODELGATE_LOG_LEVEL=verbose", "MODELGATE_LOG_LEVEL"},
 		{"MODELGATE_LOG_FORMAT=xml", "MODELGATE_LOG_FORMAT"},
 		{"MODELGATE_UI_URL=not a url", "MODELGATE_UI_URL"},
+		{"MODELGATE_SIGNING_KEY=hunter2", "MODELGATE_SIGNING_KEY: it is not hex: make one with `openssl rand -hex 32`"},
+		{"MODELGATE_SIGNING_KEY=00112233", "MODELGATE_SIGNING_KEY: it is 4 bytes, at least 32 are needed"},
+		{"MODELGATE_SIGNING_KEY_PREVIOUS=" + testSigningKey, "MODELGATE_SIGNING_KEY_PREVIOUS is set but MODELGATE_SIGNING_KEY is not"},
+		{"MODELGATE_AUDIT_EXPERIMENT= ", "MODELGATE_AUDIT_EXPERIMENT is empty"},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			_, err := loadConfig([]string{"MLFLOW_TRACKING_URI=http://127.0.0.1:5000", tc.env})
@@ -115,6 +119,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 	cfg, err := loadConfig([]string{
 		"MLFLOW_TRACKING_URI=http://127.0.0.1:5000", "MLFLOW_TRACKING_TOKEN=tok-123",
 		"MLFLOW_TRACKING_USERNAME=gate", "MLFLOW_TRACKING_PASSWORD=pw-456", "MODELGATE_WEBHOOK_SECRET=whs-789",
+		"MODELGATE_SIGNING_KEY=" + testSigningKey,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,8 +127,8 @@ func TestSecretsNeverPrint(t *testing.T) {
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", cfg, "token", cfg.TrackingToken)
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "password", cfg.TrackingPassword)
-	out := fmt.Sprintf("%v %+v %#v %s %q", cfg, cfg, cfg, cfg.WebhookSecret, cfg.TrackingPassword) + logged.String()
-	for _, secret := range []string{"tok-123", "pw-456", "whs-789"} {
+	out := fmt.Sprintf("%v %+v %#v %s %q %v", cfg, cfg, cfg, cfg.WebhookSecret, cfg.TrackingPassword, cfg.SigningKey) + logged.String()
+	for _, secret := range []string{"tok-123", "pw-456", "whs-789", testSigningKey} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret %q printed: %s", secret, out)
 		}
@@ -218,7 +223,7 @@ func TestBadConfigurationTouchesNoMLflow(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var stdout, stderr bytes.Buffer
-			code := run(ctx, []string{"run"}, env, &stdout, &stderr)
+			code := run(ctx, []string{"run"}, keyed(env), &stdout, &stderr)
 			out := stdout.String() + stderr.String()
 			if code != tc.code || !strings.Contains(out, tc.want) {
 				t.Errorf("exit %d, output %q; want exit %d mentioning %q", code, out, tc.code, tc.want)
@@ -230,5 +235,20 @@ func TestBadConfigurationTouchesNoMLflow(t *testing.T) {
 				t.Fatalf("%d requests reached MLflow before start-up refused", n)
 			}
 		})
+	}
+}
+
+// TestRunNeedsASigningKey: `run` refuses to start without MODELGATE_SIGNING_KEY and says
+// how to make one; a dry run starts without it.
+func TestRunNeedsASigningKey(t *testing.T) {
+	env := []string{"MLFLOW_TRACKING_URI=http://127.0.0.1:1", "MODELGATE_POLICY=../../examples/modelgate.yaml", "SLACK_WEBHOOK_URL=http://x",
+		"MODELGATE_SIGNING_KEY=", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0"}
+	code, _, errOut := runCmd(t, env, "run", "--once")
+	if code != exitUsage || !strings.Contains(errOut, "MODELGATE_SIGNING_KEY is not set") || !strings.Contains(errOut, "openssl rand -hex 32") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, env, "run", "--once", "--dry-run")
+	if code != exitUpstream || !strings.Contains(errOut, "without checking their signatures") {
+		t.Fatalf("dry run without a key: exit %d (want 3: MLflow is down, not the key): %s", code, errOut)
 	}
 }

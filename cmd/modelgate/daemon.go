@@ -79,6 +79,12 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		return nil, exitUsage
 	}
 	cfg.DryRun = cfg.DryRun || dryRun
+	if !cfg.DryRun {
+		if err := cfg.requireSigningKey(); err != nil {
+			fmt.Fprintf(stderr, "modelgate: %v\n", err)
+			return nil, exitUsage
+		}
+	}
 	policy, err := loadPolicy(cfg.PolicyPath)
 	if err != nil {
 		return nil, printPolicyError(stdout, stderr, err)
@@ -108,6 +114,10 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		writer = transitions.DryRun{Logger: d.logger}
 		notifier = dryRunNotifier{logger: d.logger}
 	}
+	keys := cfg.keys()
+	if cfg.DryRun && len(keys.Current) == 0 {
+		d.logger.Warn("MODELGATE_SIGNING_KEY is not set: a dry run reads records without checking their signatures")
+	}
 	start := time.Now()
 	d.rec, err = transitions.New(transitions.Config{
 		Reader:       d.client,
@@ -116,6 +126,8 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		Logger:       d.logger,
 		Metrics:      d.metrics,
 		Notifier:     notifier,
+		Keys:         keys,
+		Audit:        newAudit(cfg, d.client, keys, d.logger, d.metrics),
 		Concurrency:  cfg.Concurrency,
 		Since:        cfg.Since.Cutoff(start),
 		PollInterval: cfg.PollInterval,
@@ -126,6 +138,7 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 	}
 	d.logger.Info("modelgate starting", "version", buildVersion(), "tracking_uri", d.client.TrackingURI(), "policy", cfg.PolicyPath,
 		"policy_digest", policy.Digest(), "gates", len(policy.Gates), "dry_run", cfg.DryRun, "once", once,
+		"audit_experiment", cfg.AuditExperiment,
 		"since", cfg.Since.Cutoff(start).Format(time.RFC3339), "poll_interval", cfg.PollInterval.String())
 	return d, exitOK
 }

@@ -137,7 +137,7 @@ func goRun(env []string, addr string) *bgDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &bgDaemon{addr: addr, logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
-		d.done <- run(ctx, []string{"run"}, append(env, "MODELGATE_LISTEN_ADDR="+addr), io.Discard, d.logs)
+		d.done <- run(ctx, []string{"run"}, keyed(append(env, "MODELGATE_LISTEN_ADDR="+addr)), io.Discard, d.logs)
 	}()
 	return d
 }
@@ -274,7 +274,7 @@ func (b brokenListener) Accept() (net.Conn, error) {
 func TestDaemonStopsWhenItCannotServe(t *testing.T) {
 	srv := mlflowServer.Get(t)
 	logs := &syncBuffer{}
-	d, code := newDaemon(daemonEnv(srv, "MODELGATE_POLL_INTERVAL=100ms"), false, false, io.Discard, logs)
+	d, code := newDaemon(keyed(daemonEnv(srv, "MODELGATE_POLL_INTERVAL=100ms")), false, false, io.Discard, logs)
 	if d == nil {
 		t.Fatalf("exit %d: %s", code, logs)
 	}

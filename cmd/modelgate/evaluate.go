@@ -56,9 +56,15 @@ func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.
 		return exitUsage
 	}
 
-	planner, err := transitions.NewPlanner(transitions.PlannerConfig{
-		Reader: client, Policy: policy, Logger: logger, Since: cfg.Since.Cutoff(time.Now()),
-	})
+	keys := cfg.keys()
+	if len(keys.Current) == 0 {
+		logger.Warn("MODELGATE_SIGNING_KEY is not set: records are read without checking their signatures, so the plan may differ from the daemon's")
+	}
+	pc := transitions.PlannerConfig{Reader: client, Policy: policy, Logger: logger, Since: cfg.Since.Cutoff(time.Now()), Keys: keys}
+	if audit := newAudit(cfg, client, keys, logger, nil); audit != nil {
+		pc.Audit = audit
+	}
+	planner, err := transitions.NewPlanner(pc)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate evaluate: %v\n", err)
 		return exitUsage

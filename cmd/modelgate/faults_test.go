@@ -504,7 +504,7 @@ func TestSIGKILLWhileWriting(t *testing.T) {
 	logs := &syncBuffer{}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "run")
-		cmd.Env = append(os.Environ(), "MODELGATE_TEST_RUN_MAIN=1", "MLFLOW_TRACKING_URI="+proxy.srv.URL, "MODELGATE_POLICY="+policy,
+		cmd.Env = append(keyed(os.Environ()), "MODELGATE_TEST_RUN_MAIN=1", "MLFLOW_TRACKING_URI="+proxy.srv.URL, "MODELGATE_POLICY="+policy,
 			"MODELGATE_POLL_INTERVAL=100ms", "MODELGATE_LISTEN_ADDR="+freeAddr(t), "MODELGATE_LOG_FORMAT=text",
 			"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05")
 		cmd.Stdout, cmd.Stderr = logs, logs

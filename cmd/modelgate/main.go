@@ -39,7 +39,9 @@ const usage = `modelgate guards an MLflow model registry.
 Usage:
   modelgate run [--once] [--dry-run]           watch the registry: decide, promote, run reviews
   modelgate check [-f FILE]                    validate a policy file
-  modelgate evaluate MODEL VERSION [--json]    evaluate one version; changes nothing
+  modelgate evaluate MODEL VERSION [--json]    print what the daemon would do with a version; changes nothing
+  modelgate history MODEL [--alias NAME | --stage NAME] [--at TIME] [--json]
+                                               which version held each alias or stage when, and who moved it
   modelgate version                            print the version
 
 Configuration comes from the environment (see README.md).
@@ -58,6 +60,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runCheck(args[1:], environ, stdout, stderr)
 	case "evaluate":
 		return runEvaluate(ctx, args[1:], environ, stdout, stderr)
+	case "history":
+		return runHistory(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "modelgate %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

@@ -68,8 +68,8 @@ func TestMetricsAgainstPrometheus(t *testing.T) {
 	done := make(chan int, 1)
 	logs := &syncBuffer{}
 	go func() {
-		done <- run(daemonCtx, []string{"run"}, daemonEnv(srv, "MODELGATE_LISTEN_ADDR="+addr, "MODELGATE_POLL_INTERVAL=300ms",
-			"SLACK_WEBHOOK_URL="+hook.URL, "MLFLOW_TRACKING_URI="+proxy, "MLFLOW_HTTP_REQUEST_MAX_RETRIES=3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05"), io.Discard, logs)
+		done <- run(daemonCtx, []string{"run"}, keyed(daemonEnv(srv, "MODELGATE_LISTEN_ADDR="+addr, "MODELGATE_POLL_INTERVAL=300ms",
+			"SLACK_WEBHOOK_URL="+hook.URL, "MLFLOW_TRACKING_URI="+proxy, "MLFLOW_HTTP_REQUEST_MAX_RETRIES=3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.05")), io.Discard, logs)
 	}()
 	defer func() { stopDaemon(); <-done }()
 	waitFor(t, time.Minute, "modelgate /readyz", func() bool { code, _ := get("http://" + addr + "/readyz"); return code == 200 })

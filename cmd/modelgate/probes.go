@@ -20,10 +20,11 @@ type healthChecker interface {
 	Health(ctx context.Context) error
 }
 
-// passTracker says when the last reconcile pass that could read MLflow ended
-// (*transitions.Reconciler.LastSuccess).
+// passTracker says when the last reconcile pass that could read MLflow ended, and
+// whether writes are halted (*transitions.Reconciler).
 type passTracker interface {
 	LastSuccess() time.Time
+	Halted() error
 }
 
 // readyHandler serves /readyz: ready when MLflow answers its health check now and a
@@ -37,6 +38,11 @@ func readyHandler(passes passTracker, mlflow healthChecker, staleAfter time.Dura
 		if err := mlflow.Health(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, "not ready: MLflow does not answer its health check: %v\n", err)
+			return
+		}
+		if err := passes.Halted(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: writes halted: %v\n", err)
 			return
 		}
 		last := passes.LastSuccess()

@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/rules"
+	"github.com/modelgate/modelgate/transitions"
 )
 
 // newLogger builds the process logger from MODELGATE_LOG_LEVEL and MODELGATE_LOG_FORMAT.
@@ -38,6 +40,15 @@ func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer) (*mlfl
 		Logger:         logger,
 		Observer:       observer,
 	})
+}
+
+// newAudit builds the audit trail, or nil when MODELGATE_AUDIT_EXPERIMENT is off.
+func newAudit(cfg Config, client *mlflow.Client, keys transitions.Keys, logger *slog.Logger, rec transitions.AuditRecorder) *transitions.Audit {
+	if strings.EqualFold(strings.TrimSpace(cfg.AuditExperiment), auditOff) {
+		return nil
+	}
+	return transitions.NewAudit(transitions.AuditOptions{Store: client, Experiment: cfg.AuditExperiment, Keys: keys,
+		Logger: logger, Recorder: rec, DryRun: cfg.DryRun})
 }
 
 // errPolicyUnreadable wraps a policy file that cannot be read: a configuration error

@@ -39,7 +39,7 @@ type Memory struct {
 	models       map[string]*memModel
 	runs         map[string]*mlflow.Run
 	loggedModels map[string]*mlflow.LoggedModel
-	experiments  map[string]string // name -> id
+	experiments  map[string]*mlflow.Experiment // by name
 	ids          int
 	lastStamp    int64
 }
@@ -53,7 +53,7 @@ type memModel struct {
 // NewMemory returns an empty registry.
 func NewMemory() *Memory {
 	return &Memory{models: map[string]*memModel{}, runs: map[string]*mlflow.Run{},
-		loggedModels: map[string]*mlflow.LoggedModel{}, experiments: map[string]string{}}
+		loggedModels: map[string]*mlflow.LoggedModel{}, experiments: map[string]*mlflow.Experiment{}}
 }
 
 // stamp returns the current time in Unix milliseconds, strictly after the previous
@@ -213,6 +213,10 @@ func (m *Memory) CreateModelVersion(_ context.Context, req mlflow.CreateModelVer
 	rm, err := m.model("model-versions/create", req.Name)
 	if err != nil {
 		return mlflow.ModelVersion{}, err
+	}
+	if scheme, rest, ok := strings.Cut(req.Source, "://"); ok && scheme != "models" && !strings.Contains(rest, "/") {
+		// The real server wants an absolute path after the host of an object store URI.
+		return mlflow.ModelVersion{}, invalid("model-versions/create", "Invalid model version source: '%s'", req.Source)
 	}
 	if strings.HasPrefix(req.Source, "models:/") && req.ModelID == "" {
 		return mlflow.ModelVersion{}, invalid("model-versions/create", "a models:/ source needs model_id")
@@ -430,14 +434,9 @@ func (m *Memory) SearchModelVersionsPage(_ context.Context, opts mlflow.SearchOp
 	if err != nil {
 		return nil, "", err
 	}
-	offset := 0
-	if pageToken != "" {
-		var tok struct{ Offset int }
-		b, err := base64.StdEncoding.DecodeString(pageToken)
-		if err != nil || json.Unmarshal(b, &tok) != nil {
-			return nil, "", invalid("model-versions/search", "Invalid page token, could not base64-decode")
-		}
-		offset = tok.Offset
+	offset, err := pageOffset(pageToken)
+	if err != nil {
+		return nil, "", err
 	}
 	m.mu.Lock()
 	var all []mlflow.ModelVersion
@@ -457,21 +456,35 @@ func (m *Memory) SearchModelVersionsPage(_ context.Context, opts mlflow.SearchOp
 		return nil, "", err
 	}
 	slices.SortFunc(all, less)
-	size := opts.PageSize
-	if size <= 0 {
-		size = 200000
+	page, next := paginate(all, offset, cmp.Or(opts.PageSize, 200000))
+	return page, next, nil
+}
+
+// pageOffset reads an offset page token as the real server writes it: base64 of
+// {"offset": N}.
+func pageOffset(token string) (int, error) {
+	if token == "" {
+		return 0, nil
 	}
-	if offset > len(all) {
-		offset = len(all)
+	var tok struct{ Offset int }
+	b, err := base64.StdEncoding.DecodeString(token)
+	if err != nil || json.Unmarshal(b, &tok) != nil {
+		return 0, invalid("search", "Invalid page token, could not base64-decode")
 	}
+	return tok.Offset, nil
+}
+
+// paginate cuts a page at an offset; the real server hands out a next token whenever a
+// page is full.
+func paginate[T any](all []T, offset, size int) ([]T, string) {
+	offset = min(offset, len(all))
 	end := min(offset+size, len(all))
 	page := all[offset:end]
-	next := ""
-	if len(page) == size { // the real server hands out a token whenever a page is full
-		b, _ := json.Marshal(map[string]int{"offset": end})
-		next = base64.StdEncoding.EncodeToString(b)
+	if len(page) < size {
+		return page, ""
 	}
-	return page, next, nil
+	b, _ := json.Marshal(map[string]int{"offset": end})
+	return page, base64.StdEncoding.EncodeToString(b)
 }
 
 // ModelVersionPages iterates over the pages of a search.
@@ -492,6 +505,42 @@ func (m *Memory) ModelVersionPages(ctx context.Context, opts mlflow.SearchOption
 	}
 }
 
+// RegisteredModelPages pages through the registered models (prompts left out), with
+// their aliases and the newest version in each stage, ordered by name.
+func (m *Memory) RegisteredModelPages(_ context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.RegisteredModel, error] {
+	return func(yield func([]mlflow.RegisteredModel, error) bool) {
+		m.observe("registered-models/search")
+		m.mu.Lock()
+		var all []mlflow.RegisteredModel
+		for _, name := range slices.Sorted(maps.Keys(m.models)) {
+			rm := m.models[name]
+			if rm.rm.IsPrompt() {
+				continue
+			}
+			out := m.registeredModel(rm)
+			latest := map[string]*mlflow.ModelVersion{}
+			for _, mv := range rm.versions {
+				if cur, ok := latest[mv.CurrentStage]; !ok || mlflow.CompareVersions(mv.Version, cur.Version) > 0 {
+					latest[mv.CurrentStage] = mv
+				}
+			}
+			for _, st := range slices.Sorted(maps.Keys(latest)) {
+				out.LatestVersions = append(out.LatestVersions, copyVersion(latest[st]))
+			}
+			all = append(all, out)
+		}
+		m.mu.Unlock()
+		size := cmp.Or(opts.PageSize, 100)
+		for off := 0; ; off += size {
+			page, next := paginate(all, off, size)
+			if !yield(page, nil) || next == "" {
+				return
+			}
+			m.observe("registered-models/search")
+		}
+	}
+}
+
 // SearchModelVersions returns every matching version.
 func (m *Memory) SearchModelVersions(ctx context.Context, opts mlflow.SearchOptions) ([]mlflow.ModelVersion, error) {
 	var out []mlflow.ModelVersion
@@ -505,9 +554,30 @@ func (m *Memory) SearchModelVersions(ctx context.Context, opts mlflow.SearchOpti
 }
 
 // parseFilter understands the search filters modelgate and its tests use: conditions
-// joined by AND on name, run_id and tags, with = and LIKE.
+// joined by AND on name, run_id and tags, with =, != and LIKE.
 func parseFilter(filter string) (func(*mlflow.ModelVersion) bool, error) {
-	var conds []func(*mlflow.ModelVersion) bool
+	match, err := parseConditions(filter, func(key string) (func(any) (string, bool), error) {
+		switch {
+		case key == "name":
+			return func(x any) (string, bool) { return x.(*mlflow.ModelVersion).Name, true }, nil
+		case key == "run_id":
+			return func(x any) (string, bool) { return x.(*mlflow.ModelVersion).RunID, true }, nil
+		case strings.HasPrefix(key, "tags."):
+			tag := strings.Trim(strings.TrimPrefix(key, "tags."), "`")
+			return func(x any) (string, bool) { v, ok := x.(*mlflow.ModelVersion).Tags[tag]; return v, ok }, nil
+		}
+		return nil, invalid("model-versions/search", "Invalid attribute key '%s' specified", key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(mv *mlflow.ModelVersion) bool { return match(mv) }, nil
+}
+
+// parseConditions parses "key op 'value'" conditions joined by AND; field resolves a key
+// to the getter of its value.
+func parseConditions(filter string, field func(key string) (func(any) (string, bool), error)) (func(any) bool, error) {
+	var conds []func(any) bool
 	for _, c := range splitAnd(filter) {
 		c = strings.TrimSpace(c)
 		if c == "" {
@@ -521,23 +591,15 @@ func parseFilter(filter string) (func(*mlflow.ModelVersion) bool, error) {
 			}
 		}
 		if op == "" || len(value) < 2 || value[0] != '\'' || value[len(value)-1] != '\'' {
-			return nil, invalid("model-versions/search", "Invalid filter %q", c)
+			return nil, invalid("search", "Invalid filter %q", c)
 		}
 		value = strings.ReplaceAll(value[1:len(value)-1], `\'`, `'`)
-		var get func(*mlflow.ModelVersion) (string, bool)
-		switch {
-		case key == "name":
-			get = func(mv *mlflow.ModelVersion) (string, bool) { return mv.Name, true }
-		case key == "run_id":
-			get = func(mv *mlflow.ModelVersion) (string, bool) { return mv.RunID, true }
-		case strings.HasPrefix(key, "tags."):
-			tag := strings.Trim(strings.TrimPrefix(key, "tags."), "`")
-			get = func(mv *mlflow.ModelVersion) (string, bool) { v, ok := mv.Tags[tag]; return v, ok }
-		default:
-			return nil, invalid("model-versions/search", "Invalid attribute key '%s' specified", key)
+		get, err := field(key)
+		if err != nil {
+			return nil, err
 		}
-		conds = append(conds, func(mv *mlflow.ModelVersion) bool {
-			v, ok := get(mv)
+		conds = append(conds, func(x any) bool {
+			v, ok := get(x)
 			switch op {
 			case "=":
 				return ok && v == value
@@ -547,9 +609,9 @@ func parseFilter(filter string) (func(*mlflow.ModelVersion) bool, error) {
 			return ok && like(v, value)
 		})
 	}
-	return func(mv *mlflow.ModelVersion) bool {
+	return func(x any) bool {
 		for _, c := range conds {
-			if !c(mv) {
+			if !c(x) {
 				return false
 			}
 		}
@@ -655,20 +717,117 @@ func (m *Memory) CreateExperiment(_ context.Context, name string) (string, error
 			Code: "RESOURCE_ALREADY_EXISTS", Message: fmt.Sprintf("Experiment '%s' already exists.", name)}
 	}
 	id := m.id("")
-	m.experiments[name] = id
+	m.experiments[name] = &mlflow.Experiment{ExperimentID: id, Name: name, LifecycleStage: "active", Tags: mlflow.Tags{}}
 	return id, nil
 }
 
 // GetExperimentByName returns the id of the experiment with that name.
-func (m *Memory) GetExperimentByName(_ context.Context, name string) (string, error) {
+func (m *Memory) GetExperimentByName(ctx context.Context, name string) (string, error) {
+	e, err := m.ExperimentByName(ctx, name)
+	return e.ExperimentID, err
+}
+
+// ExperimentByName returns the experiment with that name and its tags.
+func (m *Memory) ExperimentByName(_ context.Context, name string) (mlflow.Experiment, error) {
 	m.observe("experiments/get-by-name")
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id, ok := m.experiments[name]
+	e, ok := m.experiments[name]
 	if !ok {
-		return "", notFound("experiments/get-by-name", "Could not find experiment with name '%s'", name)
+		return mlflow.Experiment{}, notFound("experiments/get-by-name", "Could not find experiment with name '%s'", name)
 	}
-	return id, nil
+	out := *e
+	out.Tags = cloneTags(e.Tags)
+	return out, nil
+}
+
+// SetExperimentTag sets one tag on an experiment.
+func (m *Memory) SetExperimentTag(_ context.Context, experimentID, key, value string) error {
+	m.observe("experiments/set-experiment-tag")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.experiments {
+		if e.ExperimentID == experimentID {
+			e.Tags[key] = value
+			return nil
+		}
+	}
+	return notFound("experiments/set-experiment-tag", "No Experiment with id=%s exists", experimentID)
+}
+
+// StartRun creates a run with its name, start time and tags.
+func (m *Memory) StartRun(_ context.Context, spec mlflow.RunSpec) (mlflow.Run, error) {
+	m.observe("runs/create")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range spec.Tags {
+		if err := validTag("runs/create", k, v); err != nil {
+			return mlflow.Run{}, err
+		}
+	}
+	start := spec.StartTime.UnixMilli()
+	if spec.StartTime.IsZero() {
+		start = m.stamp()
+	}
+	id := m.id("run")
+	run := &mlflow.Run{Info: mlflow.RunInfo{RunID: id, RunName: spec.RunName, ExperimentID: spec.ExperimentID, Status: "RUNNING",
+		StartTime: start, LifecycleStage: "active"}, Data: mlflow.RunData{Tags: cloneTags(spec.Tags)}}
+	m.runs[id] = run
+	return *run, nil
+}
+
+// SearchRunsPage answers one page of a run search: tag filters (= and LIKE) joined by
+// AND, newest start time first, paged by offset.
+func (m *Memory) SearchRunsPage(_ context.Context, opts mlflow.SearchRunsOptions, pageToken string) ([]mlflow.Run, string, error) {
+	m.observe("runs/search")
+	match, err := parseConditions(opts.Filter, func(key string) (func(any) (string, bool), error) {
+		tag, ok := strings.CutPrefix(key, "tags.")
+		if !ok {
+			return nil, invalid("runs/search", "Invalid attribute key '%s' specified", key)
+		}
+		tag = strings.Trim(tag, "`")
+		return func(x any) (string, bool) { v, ok := x.(*mlflow.Run).Data.Tags[tag]; return v, ok }, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	offset, err := pageOffset(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	m.mu.Lock()
+	var all []mlflow.Run
+	for _, r := range m.runs {
+		if slices.Contains(opts.ExperimentIDs, r.Info.ExperimentID) && match(r) {
+			c := *r
+			c.Data.Tags = cloneTags(r.Data.Tags)
+			all = append(all, c)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(all, func(a, b mlflow.Run) int {
+		return cmp.Or(-cmp.Compare(a.Info.StartTime, b.Info.StartTime), strings.Compare(a.Info.RunID, b.Info.RunID))
+	})
+	page, next := paginate(all, offset, cmp.Or(opts.PageSize, 1000))
+	return page, next, nil
+}
+
+// RunPages iterates over the pages of a run search.
+func (m *Memory) RunPages(ctx context.Context, opts mlflow.SearchRunsOptions) iter.Seq2[[]mlflow.Run, error] {
+	return func(yield func([]mlflow.Run, error) bool) {
+		token := ""
+		for {
+			page, next, err := m.SearchRunsPage(ctx, opts, token)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(page, nil) || next == "" {
+				return
+			}
+			token = next
+		}
+	}
 }
 
 // CreateRun starts a run in an experiment.
@@ -721,6 +880,19 @@ func (m *Memory) LogBatch(_ context.Context, runID string, metrics []mlflow.Metr
 	}
 	run.Data.Params = append(run.Data.Params, params...)
 	maps.Copy(run.Data.Tags, tags)
+	return nil
+}
+
+// SetRunTag sets one tag on a run.
+func (m *Memory) SetRunTag(_ context.Context, runID, key, value string) error {
+	m.observe("runs/set-tag")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run, ok := m.runs[runID]
+	if !ok {
+		return notFound("runs/set-tag", "Run '%s' not found", runID)
+	}
+	run.Data.Tags[key] = value
 	return nil
 }
 

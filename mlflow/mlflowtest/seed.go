@@ -59,6 +59,7 @@ type Registry interface {
 	SearchModelVersions(ctx context.Context, opts mlflow.SearchOptions) ([]mlflow.ModelVersion, error)
 	SearchModelVersionsPage(ctx context.Context, opts mlflow.SearchOptions, pageToken string) ([]mlflow.ModelVersion, string, error)
 	ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error]
+	RegisteredModelPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.RegisteredModel, error]
 	SetModelVersionTag(ctx context.Context, name, version, key, value string) error
 	DeleteModelVersionTag(ctx context.Context, name, version, key string) error
 	UpdateModelVersionDescription(ctx context.Context, name, version, description string) (mlflow.ModelVersion, error)
@@ -69,10 +70,16 @@ type Registry interface {
 	GetLatestVersions(ctx context.Context, name string, stages ...string) ([]mlflow.ModelVersion, error)
 	CreateExperiment(ctx context.Context, name string) (string, error)
 	GetExperimentByName(ctx context.Context, name string) (string, error)
+	ExperimentByName(ctx context.Context, name string) (mlflow.Experiment, error)
+	SetExperimentTag(ctx context.Context, experimentID, key, value string) error
+	StartRun(ctx context.Context, spec mlflow.RunSpec) (mlflow.Run, error)
+	SearchRunsPage(ctx context.Context, opts mlflow.SearchRunsOptions, pageToken string) ([]mlflow.Run, string, error)
+	RunPages(ctx context.Context, opts mlflow.SearchRunsOptions) iter.Seq2[[]mlflow.Run, error]
 	CreateRun(ctx context.Context, experimentID, runName string) (mlflow.Run, error)
 	GetRun(ctx context.Context, runID string) (mlflow.Run, error)
 	LogBatch(ctx context.Context, runID string, metrics []mlflow.Metric, params []mlflow.Param, tags mlflow.Tags) error
 	FinishRun(ctx context.Context, runID string) error
+	SetRunTag(ctx context.Context, runID, key, value string) error
 	CreateLoggedModel(ctx context.Context, experimentID, name, sourceRunID string, params []mlflow.Param) (mlflow.LoggedModel, error)
 	GetLoggedModel(ctx context.Context, modelID string) (mlflow.LoggedModel, error)
 }

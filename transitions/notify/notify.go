@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,9 +119,13 @@ func or(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Notify queues a notice for every target that wants its event; it never blocks.
+// Notify queues a notice for every target that wants its event; it never blocks. A
+// notice no target wants is done at once.
 func (w *Notifier) Notify(n transitions.Notice) {
-	if len(w.targets) == 0 {
+	if !slices.ContainsFunc(w.targets, func(t target) bool { return t.wants(n.Event) }) {
+		if n.Sent != nil {
+			n.Sent()
+		}
 		return
 	}
 	select {
@@ -184,7 +189,14 @@ func (w *Notifier) Run(ctx context.Context) {
 	}
 }
 
+// send posts a notice to every target that wants it, and reports it sent when all took it.
 func (w *Notifier) send(ctx context.Context, n transitions.Notice) {
+	delivered := true
+	defer func() {
+		if delivered && n.Sent != nil {
+			n.Sent()
+		}
+	}()
 	for _, t := range w.targets {
 		if !t.wants(n.Event) {
 			continue
@@ -192,12 +204,13 @@ func (w *Notifier) send(ctx context.Context, n transitions.Notice) {
 		body, err := json.Marshal(w.payload(t.format, n))
 		if err != nil {
 			w.logger.Error("notification not encoded", "error", err)
+			delivered = false
 			continue
 		}
 		err = w.post(ctx, t.url, body)
 		result := "sent"
 		if err != nil {
-			result = "failed"
+			result, delivered = "failed", false
 			// The URL is a credential: name the variable it came from instead.
 			w.logger.Warn("notification failed", "url_env", t.urlEnv, "format", t.format, "model", n.Model, "version", n.Version, "event", n.Event, "error", err)
 		} else {
@@ -258,6 +271,9 @@ func DeepLink(uiURL, model, version string) string {
 
 // JSONNotice is the body of a json-format notification.
 type JSONNotice struct {
+	// ID is the same for the same event (a repeat after a crash or a failover carries
+	// the id it had): receivers drop a repeat by it.
+	ID      string      `json:"id"`
 	Event   rules.Event `json:"event"`
 	Model   string      `json:"model"`
 	Version string      `json:"version"`
@@ -292,7 +308,7 @@ func (w *Notifier) payload(format string, n transitions.Notice) any {
 			},
 		}
 	}
-	return JSONNotice{Event: n.Event, Model: n.Model, Version: n.Version, Gate: n.Gate, Status: string(n.Status),
+	return JSONNotice{ID: n.ID, Event: n.Event, Model: n.Model, Version: n.Version, Gate: n.Gate, Status: string(n.Status),
 		Summary: n.Summary, By: n.By, URL: link, Time: n.At.UTC()}
 }
 

@@ -82,16 +82,21 @@ func TestRetriesUntilDelivered(t *testing.T) {
 		}
 		return httpmock.NewStringResponse(http.StatusOK, "ok"), nil
 	})
-	sendAll(n, notice("credit-scoring"))
-	if calls != 3 || res.get("json sent") != 1 || res.get("json failed") != 0 {
-		t.Fatalf("%d calls, results %v; want 3 calls and one notification sent", calls, res.n)
+	sent := 0
+	x := notice("credit-scoring")
+	x.Sent = func() { sent++ }
+	sendAll(n, x)
+	if calls != 3 || res.get("json sent") != 1 || res.get("json failed") != 0 || sent != 1 {
+		t.Fatalf("%d calls, results %v, reported sent %d times; want 3 calls and one notification sent", calls, res.n, sent)
 	}
 }
 
 func TestGivesUpAfterItsRetries(t *testing.T) {
 	n, mock, res := newNotifier(t, "json", Options{Retries: 2})
 	mock.RegisterResponder(http.MethodPost, hookURL, httpmock.NewStringResponder(http.StatusServiceUnavailable, "down"))
-	sendAll(n, notice("credit-scoring"))
+	x := notice("credit-scoring")
+	x.Sent = func() { t.Error("a notice that failed was reported sent: it would never be sent again") }
+	sendAll(n, x)
 	if got := mock.GetTotalCallCount(); got != 3 || res.get("json failed") != 1 {
 		t.Fatalf("%d calls, results %v; want 1 attempt + 2 retries, counted as failed", got, res.n)
 	}
