@@ -244,4 +244,6 @@ func (m *Metrics) Halted(halted bool) {
 }
 
 // AuditEvent implements transitions.AuditRecorder.
-func (m *Metrics) AuditEvent(event, result string) { m.auditEvents.WithLabelValues(event, result).Inc() }
+func (m *Metrics) AuditEvent(event, result string) {
+	m.auditEvents.WithLabelValues(event, result).Inc()
+}

@@ -69,7 +69,7 @@ type Tally struct {
 	Rejection *Vote `json:"rejection,omitempty"`
 	// Override is an override by one of the gate's overriders, with its reason (the first
 	// by name when several overrode); it wins over everything else.
-	Override *Vote          `json:"override,omitempty"`
+	Override  *Vote         `json:"override,omitempty"`
 	Ignored   []IgnoredVote `json:"ignored,omitempty"`
 	Needed    int           `json:"needed"`
 	ExpiresAt time.Time     `json:"expires_at,omitzero"`
