@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,12 +265,78 @@ func TestTruncatedBodyIsRetried(t *testing.T) {
 	}
 }
 
-func TestGarbageBodyIsAClearError(t *testing.T) {
-	c, mt := mockClient(t, Options{MaxRetries: 1})
-	mt.RegisterResponder(http.MethodGet, mockURI+"/api/2.0/mlflow/model-versions/get", status(200, "<html>proxy login</html>"))
+// An HTML page with status 200 (a proxy's login page, another service) is not MLflow's
+// API: one attempt, no retries (the probe saw 247 s of them), and an error that says
+// what came back and what to check.
+func TestHTMLAnswerIsNotRetried(t *testing.T) {
+	c, mt := mockClient(t, Options{MaxRetries: 7})
+	mt.RegisterResponder(http.MethodGet, mockURI+"/api/2.0/mlflow/model-versions/get",
+		status(200, "<!doctype html><html><head><title>Sign in - Corp SSO</title></head><body>...</body></html>", "Content-Type", "text/html"))
 	_, err := c.GetModelVersion(context.Background(), "m", "3")
-	if err == nil || !strings.Contains(err.Error(), "not JSON") || !strings.Contains(err.Error(), "model-versions/get") {
-		t.Fatalf("err = %v, want a 'not JSON' error naming the endpoint", err)
+	var notAPI *NotMLflowError
+	if !errors.As(err, &notAPI) || !errors.Is(err, ErrNotMLflow) || errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want a NotMLflowError", err)
+	}
+	for _, want := range []string{"model-versions/get", "HTTP 200", "HTML page: Sign in - Corp SSO", "MLFLOW_TRACKING_URI"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err %q does not say %q", err, want)
+		}
+	}
+	if n := mt.GetTotalCallCount(); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+}
+
+// A huge answer is cut off at maxBody as it streams in: the client neither reads nor keeps
+// more than that (the probe's 400 MB answer took the RSS to 1 GB).
+func TestHugeAnswerIsCutOff(t *testing.T) {
+	c, mt := mockClient(t, Options{MaxRetries: 3})
+	var served atomic.Int64
+	mt.RegisterResponder(http.MethodGet, mockURI+"/api/2.0/mlflow/model-versions/search", func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(&endlessVersions{served: &served})}, nil
+	})
+	_, _, err := c.SearchModelVersionsPage(context.Background(), SearchOptions{}, "")
+	if !errors.Is(err, ErrNotMLflow) || !strings.Contains(err.Error(), "larger than 64 MiB") {
+		t.Fatalf("err = %v, want the answer refused as too large", err)
+	}
+	if n := served.Load(); n > maxBody+maxErrorBody+1 {
+		t.Fatalf("read %d MiB of the answer, want at most %d", n>>20, maxBody>>20)
+	}
+	if n := mt.GetTotalCallCount(); n != 1 {
+		t.Fatalf("%d attempts: an answer too large is not retried", n)
+	}
+}
+
+// endlessVersions is a search answer that never ends.
+type endlessVersions struct {
+	served *atomic.Int64
+	sent   bool
+}
+
+func (e *endlessVersions) Read(p []byte) (int, error) {
+	chunk := `{"name":"m","version":"1","description":"` + strings.Repeat("x", 4000) + `"},`
+	if !e.sent {
+		chunk = `{"model_versions":[` + chunk
+		e.sent = true
+	}
+	n := copy(p, chunk)
+	e.served.Add(int64(n))
+	return n, nil
+}
+
+// A server that hands out a new page token forever is followed for MaxPages pages, not
+// forever (the probe saw 684 requests in 30 s and a pass that never ended).
+func TestEndlessPagingStops(t *testing.T) {
+	c, mt := mockClient(t, Options{MaxRetries: 0})
+	var calls atomic.Int64
+	mt.RegisterResponder(http.MethodGet, mockURI+"/api/2.0/mlflow/model-versions/search", func(*http.Request) (*http.Response, error) {
+		n := calls.Add(1)
+		return httpmock.NewStringResponse(200, fmt.Sprintf(`{"model_versions":[{"name":"m","version":"%d"}],"next_page_token":"t%d"}`, n, n)), nil
+	})
+	_, err := c.SearchModelVersions(context.Background(), SearchOptions{})
+	if !errors.Is(err, ErrTooManyPages) || calls.Load() != MaxPages {
+		t.Fatalf("err = %v after %d requests, want ErrTooManyPages after %d", err, calls.Load(), MaxPages)
 	}
 }
 
@@ -430,6 +499,9 @@ func TestParseTrackingURI(t *testing.T) {
 		{"databricks", "scheme"},
 		{"http://", "no host"},
 		{"https://bob:s3cret@mlflow.example.com", "MLFLOW_TRACKING_USERNAME"},
+		{"http://s3cret@mlflow.example.com", "https://***@mlflow.example.com"[5:]}, // a token as the user name
+		{"http://bob:pa#s3cret@host", "not a valid URL"},                           // url.Parse's error would quote part of it
+		{"http://bob:s3cret@host:port", "not a valid URL"},
 		{"http://h/?x=1", "query"},
 	} {
 		_, err := ParseTrackingURI(tc.in)
@@ -438,8 +510,8 @@ func TestParseTrackingURI(t *testing.T) {
 			t.Errorf("%q: %v", tc.in, err)
 		case tc.errPart != "" && (err == nil || !strings.Contains(err.Error(), tc.errPart)):
 			t.Errorf("%q: err = %v, want it to contain %q", tc.in, err, tc.errPart)
-		case err != nil && strings.Contains(err.Error(), "s3cret"):
-			t.Errorf("%q: error leaks the password: %v", tc.in, err)
+		case err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "bob")):
+			t.Errorf("%q: error leaks a credential: %v", tc.in, err)
 		}
 	}
 }
@@ -504,5 +576,48 @@ func TestModelVersionHelpers(t *testing.T) {
 	}
 	if CompareVersions("9", "10") >= 0 || CompareVersions("10", "10") != 0 || CompareVersions("x", "1") >= 0 {
 		t.Error("CompareVersions does not order numerically")
+	}
+}
+
+// syncLog is a log sink safe for the client's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestHangingServerIsReportedAtOnce: a server that accepts and never answers is reported
+// within SlowRequest, long before its 120 s timeout and retries end the request (the
+// probe saw a whole pass, 8 attempts of 120 s, with nothing logged).
+func TestHangingServerIsReportedAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	logs := &syncLog{}
+	c, err := New(Options{TrackingURI: srv.URL, Timeout: 120 * time.Second, MaxRetries: 7, SlowRequest: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _, _ = c.GetModelVersion(ctx, "m", "1") }()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(logs.String(), "level=WARN") {
+		if time.Now().After(deadline) {
+			t.Fatal("no warning a minute into a hanging request")
+		}
+		time.Sleep(10 * time.Millisecond) // paces a poll of a condition
+	}
+	if out := logs.String(); !strings.Contains(out, "endpoint=model-versions/get") || !strings.Contains(out, "has not answered") {
+		t.Fatalf("the warning does not say which request timed out:\n%s", out)
 	}
 }

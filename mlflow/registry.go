@@ -124,6 +124,14 @@ func (c *Client) SearchRegisteredModels(ctx context.Context, opts SearchOptions)
 // following it would never end.
 var ErrPagingLoop = errors.New("MLflow returned a page token it had already returned")
 
+// MaxPages bounds the pages one search follows: 1,000 pages is a million versions at the
+// full scan's page size. A server that keeps handing out new page tokens past it is
+// broken (or not MLflow), and the search ends with ErrTooManyPages.
+const MaxPages = 1000
+
+// ErrTooManyPages is returned when a search would follow more than MaxPages pages.
+var ErrTooManyPages = errors.New("MLflow kept returning next_page_token")
+
 // pageSeq turns a page fetcher into a sequence of pages, copying each next_page_token
 // into the following request and stopping at the first page without one. A token the
 // server handed out before ends the sequence with ErrPagingLoop: following it would
@@ -132,7 +140,7 @@ func pageSeq[T any](fetch func(token string) ([]T, string, error)) iter.Seq2[[]T
 	return func(yield func([]T, error) bool) {
 		seen := map[string]bool{}
 		token := ""
-		for {
+		for n := 1; ; n++ {
 			items, next, err := fetch(token)
 			if err != nil {
 				yield(nil, err)
@@ -141,8 +149,12 @@ func pageSeq[T any](fetch func(token string) ([]T, string, error)) iter.Seq2[[]T
 			if !yield(items, nil) || next == "" {
 				return
 			}
-			if seen[next] {
+			switch {
+			case seen[next]:
 				yield(nil, fmt.Errorf("%w: %q", ErrPagingLoop, next))
+				return
+			case n >= MaxPages:
+				yield(nil, fmt.Errorf("%w after %d pages: stopped there (a registry this size is not MLflow's doing)", ErrTooManyPages, n))
 				return
 			}
 			seen[next] = true

@@ -102,10 +102,10 @@ var (
 // "<delivery id>.<timestamp>.<raw body>". The comparison takes constant time. The
 // timestamp (Unix seconds) must lie within window of now, either way.
 func VerifyDelivery(secret []byte, h http.Header, body []byte, now time.Time, window time.Duration) (deliveryID string, err error) {
-	id, ts, sig := h.Get(HeaderDeliveryID), h.Get(HeaderTimestamp), h.Get(HeaderSignature)
-	if id == "" || ts == "" || sig == "" {
-		return "", ErrMissingHeaders
+	if err := CheckDeliveryHeaders(h, now, window); err != nil {
+		return "", err
 	}
+	id, ts, sig := h.Get(HeaderDeliveryID), h.Get(HeaderTimestamp), h.Get(HeaderSignature)
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(id))
 	mac.Write([]byte{'.'})
@@ -116,14 +116,35 @@ func VerifyDelivery(secret []byte, h http.Header, body []byte, now time.Time, wi
 	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return "", ErrBadSignature
 	}
+	return id, nil
+}
+
+// CheckDeliveryHeaders checks what can be checked of a delivery before its body is read:
+// the three headers are there, the signature has MLflow's form, and the timestamp lies
+// within window of now. A request that fails it is refused without reading its body.
+func CheckDeliveryHeaders(h http.Header, now time.Time, window time.Duration) error {
+	id, ts, sig := h.Get(HeaderDeliveryID), h.Get(HeaderTimestamp), h.Get(HeaderSignature)
+	if id == "" || ts == "" || sig == "" || len(id) > 128 {
+		return ErrMissingHeaders
+	}
+	if !strings.HasPrefix(sig, "v1,") || len(sig) > 128 {
+		return ErrBadSignature
+	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q is not Unix seconds", ErrStaleDelivery, ts)
+		return fmt.Errorf("%w: %q is not Unix seconds", ErrStaleDelivery, clipHeader(ts))
 	}
 	if d := now.Sub(time.Unix(secs, 0)); d > window || d < -window {
-		return "", fmt.Errorf("%w: %s off", ErrStaleDelivery, d.Round(time.Second))
+		return fmt.Errorf("%w: %s off", ErrStaleDelivery, d.Round(time.Second))
 	}
-	return id, nil
+	return nil
+}
+
+func clipHeader(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
 }
 
 // SignDelivery computes the X-MLflow-Signature of a delivery, as MLflow does.

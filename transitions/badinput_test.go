@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/mlflow/mlflowtest"
@@ -171,7 +173,7 @@ gates:
 			f.tag(mv.Version, "modelgate.approve.bob", "ok under the new name")
 			f.pass()
 			got := f.wantStatus(mv.Version, StatusPromoted)
-			if f.alias("champion") != mv.Version || !strings.HasPrefix(got.Description, "Team notes.") {
+			if f.alias("champion") != mv.Version || userText(got.Description) != "Team notes." {
 				t.Errorf("champion %q, description %q", f.alias("champion"), got.Description)
 			}
 		}},
@@ -211,4 +213,97 @@ func (d *deletingWriter) SetModelVersionTag(ctx context.Context, name, version, 
 func (d *deletingWriter) UpdateModelVersionDescription(ctx context.Context, name, version, desc string) (mlflow.ModelVersion, error) {
 	d.deleteFirst(ctx, version)
 	return d.Writer.UpdateModelVersionDescription(ctx, name, version, desc)
+}
+
+func TestLongVoterNameIsSetAside(t *testing.T) { scenario(t, basePolicy, longVoterName) }
+
+// A voter name of 120 "é" (240 bytes) and a re-evaluation: the key the vote moves to is
+// longer than MLflow's 250-character limit in bytes, and cutting it split a character,
+// which MLflow refused with 400 forever. The name is hashed instead.
+func longVoterName(f *fixture) {
+	t := f.t
+	v := f.create(borderline(f.model))
+	f.pass()
+	name := strings.Repeat("é", 120)
+	f.tag(v.Version, "modelgate.approve."+name, "me")
+	f.tag(v.Version, TagReevaluate, "")
+	f.pass()
+	mv := f.wantStatus(v.Version, StatusPendingReview)
+	if hasTag(mv, TagReevaluate) || hasTag(mv, "modelgate.approve."+name) {
+		t.Fatalf("the re-evaluation did not finish: %v", mv.Tags)
+	}
+	found := false
+	for k, val := range mv.Tags {
+		if strings.HasPrefix(k, StalePrefix) && strings.Contains(k, ".approve.sha256-") && val == "me" && utf8.ValidString(k) && len(k) <= maxTagKey {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the vote was not kept under a hashed key: %v", mv.Tags)
+	}
+}
+
+// invalidWriter refuses every tag write as MLflow refuses an invalid one (400).
+type invalidWriter struct {
+	Writer
+	mu    sync.Mutex
+	tries int
+}
+
+func (w *invalidWriter) SetModelVersionTag(context.Context, string, string, string, string) error {
+	w.mu.Lock()
+	w.tries++
+	w.mu.Unlock()
+	return &mlflow.Error{Method: "POST", Endpoint: "model-versions/set-tag", StatusCode: 400, Code: "INVALID_PARAMETER_VALUE", Message: "invalid"}
+}
+
+// UpdateModelVersionDescription refuses too, so that the registry ends the same
+// whichever of a step's parallel writes the first refusal cancels.
+func (w *invalidWriter) UpdateModelVersionDescription(context.Context, string, string, string) (mlflow.ModelVersion, error) {
+	return mlflow.ModelVersion{}, &mlflow.Error{Method: "PATCH", Endpoint: "model-versions/update", StatusCode: 400, Code: "INVALID_PARAMETER_VALUE", Message: "invalid"}
+}
+
+func TestInvalidWritesAreNotRetriedForever(t *testing.T) {
+	scenario(t, basePolicy, invalidWritesParked, countsRequests)
+}
+
+// A write MLflow refuses as invalid fails the same way until the version changes: the
+// version is left alone (one log line) instead of being retried every backoff period for
+// ever; once its tags change it is tried again.
+func invalidWritesParked(f *fixture) {
+	t := f.t
+	w := &invalidWriter{Writer: f.client}
+	f.rec = f.reconciler(w)
+	v := f.create(good(f.model))
+	for range 5 {
+		_ = f.rec.RunOnce(f.ctx)
+		f.clock.Advance(11 * time.Minute) // through full scans and backoff
+	}
+	tries := w.tries
+	if tries == 0 || strings.Count(f.logs.String(), "refused a write as invalid") != 1 {
+		t.Fatalf("%d tries, logs:\n%s", tries, f.logs)
+	}
+	f.tag(v.Version, "notes", "fixed something")
+	_ = f.rec.RunOnce(f.ctx)
+	if w.tries == tries {
+		t.Fatal("a version that changed was not tried again")
+	}
+}
+
+func TestLongDescriptionWarnsOnce(t *testing.T) { scenario(t, basePolicy, longDescriptionWarnsOnce) }
+
+// A waiting version whose description leaves no room for the report: the log says so
+// once, not on every pass (the probe saw 47 warnings and the evidence read every pass).
+func longDescriptionWarnsOnce(f *fixture) {
+	spec := borderline(f.model)
+	spec.Description = strings.Repeat("x", 4990)
+	v := f.create(spec)
+	for range 5 {
+		f.pass()
+		f.clock.Advance(11 * time.Minute)
+	}
+	f.wantStatus(v.Version, StatusPendingReview)
+	if n := strings.Count(f.logs.String(), "description too long"); n != 1 {
+		f.t.Fatalf("%d warnings over 5 passes, want 1:\n%s", n, f.logs)
+	}
 }

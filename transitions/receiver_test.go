@@ -1,11 +1,15 @@
 package transitions
 
 import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +26,12 @@ type nudges struct {
 func (n *nudges) Nudge(model, version string) {
 	n.mu.Lock()
 	n.list = append(n.list, model+"/"+version)
+	n.mu.Unlock()
+}
+
+func (n *nudges) NudgeAlias(model, alias string) {
+	n.mu.Lock()
+	n.list = append(n.list, model+"@"+alias)
 	n.mu.Unlock()
 }
 
@@ -88,7 +98,7 @@ func TestWebhookDeliveries(t *testing.T) {
 		}, 200, "ignored", false},
 		{"an alias", func() *http.Request {
 			return delivery("d8", fixedNow, `{"entity": "model_version_alias", "action": "created", "timestamp": "t", "data": {"name": "credit", "alias": "champion", "version": "3"}}`, hookSecret)
-		}, 200, "ignored", false},
+		}, 202, "accepted", true},
 		{"a timestamp 4 minutes old (MLflow's retries)", func() *http.Request { return delivery("d9", fixedNow.Add(-4*time.Minute), created, hookSecret) }, 202, "accepted", true},
 		{"the wrong secret", func() *http.Request { return delivery("e1", fixedNow, created, []byte("other")) }, 401, "bad_signature", false},
 		{"a modified body", func() *http.Request {
@@ -124,6 +134,142 @@ func TestWebhookDeliveries(t *testing.T) {
 				t.Fatalf("nudged %v, want %v", n.list, tc.nudged)
 			}
 		})
+	}
+}
+
+// countingBody counts the bytes read from it and can hold readers back.
+type countingBody struct {
+	read atomic.Int64
+	hold chan struct{} // nil: no holding
+	r    *strings.Reader
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	if c.hold != nil {
+		<-c.hold
+	}
+	n, err := c.r.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+func (c *countingBody) Close() error { return nil }
+
+// TestUnsignedBodiesAreNotRead: a request without MLflow's signature headers, or with a
+// stale timestamp, is refused before a byte of its body is read (300 connections of 1 MiB
+// each took the RSS from 19 to 370 MB when bodies were read first).
+func TestUnsignedBodiesAreNotRead(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		strip func(*http.Request)
+		code  int
+	}{
+		{"no headers", func(r *http.Request) { r.Header = http.Header{} }, 401},
+		{"a garbage signature", func(r *http.Request) { r.Header.Set(mlflow.HeaderSignature, "sha1=abc") }, 401},
+		{"a stale timestamp", func(r *http.Request) { r.Header.Set(mlflow.HeaderTimestamp, "1000") }, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _, _ := receiver(t)
+			req := delivery("x", fixedNow, created, hookSecret)
+			body := &countingBody{r: strings.NewReader(strings.Repeat("x", 1<<20))}
+			req.Body = body
+			tc.strip(req)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.code || body.read.Load() != 0 {
+				t.Fatalf("status %d, %d body bytes read; want %d and none", rec.Code, body.read.Load(), tc.code)
+			}
+		})
+	}
+}
+
+// TestLargestRealDeliveryFits: a large real delivery, a new version with a 5,000-character
+// description and eight tags at MLflow's limits (250-character keys, 5,000-character
+// values), is under the default 64 KiB cap. (A version registered with more such tags is
+// refused with 413; MLflow does not retry it, and the next poll finds the version.)
+func TestLargestRealDeliveryFits(t *testing.T) {
+	n, res := &nudges{}, &results{}
+	h, err := NewWebhookReceiver(WebhookOptions{Secret: hookSecret, Nudger: n, Recorder: res, Clock: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := map[string]string{}
+	for i := range 8 {
+		tags[fmt.Sprintf("tag_%d_%s", i, strings.Repeat("k", 240))] = strings.Repeat("v", 5000)
+	}
+	data, _ := json.Marshal(map[string]any{"name": "credit", "version": "3", "source": "models:/m-1", "run_id": nil,
+		"tags": tags, "description": strings.Repeat("d", 5000)})
+	body := `{"entity": "model_version", "action": "created", "timestamp": "2026-11-25T12:00:00+00:00", "data": ` + string(data) + `}`
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, delivery("big", fixedNow, body, hookSecret))
+	if rec.Code != 202 || len(n.list) != 1 {
+		t.Fatalf("a %d-byte delivery: status %d (%s)", len(body), rec.Code, rec.Body)
+	}
+	t.Logf("the largest delivery is %d bytes", len(body))
+}
+
+// TestDeliveriesAreBounded: beyond MaxInFlight deliveries at once, the answer is 429 with
+// Retry-After (MLflow retries it), not another goroutine holding a body.
+func TestDeliveriesAreBounded(t *testing.T) {
+	n, res := &nudges{}, &results{}
+	h, err := NewWebhookReceiver(WebhookOptions{Secret: hookSecret, Nudger: n, Recorder: res, Clock: func() time.Time { return fixedNow }, MaxInFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	var started []*countingBody
+	for i := range 2 {
+		req := delivery(fmt.Sprint("slow", i), fixedNow, created, hookSecret)
+		body := &countingBody{r: strings.NewReader(created), hold: hold}
+		req.Body = body
+		started = append(started, body)
+		wg.Add(1)
+		go func() { defer wg.Done(); h.ServeHTTP(httptest.NewRecorder(), req) }()
+	}
+	// Wait until both hold a slot (they block reading their bodies).
+	deadline := time.Now().Add(time.Minute)
+	for len(h.inFlight) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow deliveries never started")
+		}
+		time.Sleep(time.Millisecond) // paces a poll of a condition
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, delivery("third", fixedNow, created, hookSecret))
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("third delivery: %d %v, want 429 with Retry-After", rec.Code, rec.Header())
+	}
+	close(hold)
+	wg.Wait()
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, delivery("fourth", fixedNow, created, hookSecret))
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("after the slow ones: %d", rec.Code)
+	}
+}
+
+// TestRefusalLogsAreRateLimited: 3,000 bad signatures write a handful of warnings, not
+// 3,000; the counter has every one.
+func TestRefusalLogsAreRateLimited(t *testing.T) {
+	var logs strings.Builder
+	now := fixedNow
+	n, res := &nudges{}, &results{}
+	h, err := NewWebhookReceiver(WebhookOptions{Secret: hookSecret, Nudger: n, Recorder: res, Clock: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(&syncWriter{b: &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3000 {
+		if i == 1500 {
+			now = now.Add(11 * time.Second) // one more warning per period, with the count since
+		}
+		h.ServeHTTP(httptest.NewRecorder(), delivery(fmt.Sprint("bad", i), now, created, []byte("wrong")))
+	}
+	if w := strings.Count(logs.String(), "level=WARN"); w != 2 || !strings.Contains(logs.String(), "refused_since_last_warning=1499") {
+		t.Fatalf("%d warnings for 3,000 refusals:\n%s", w, logs.String())
+	}
+	if len(res.list) != 3000 {
+		t.Fatalf("%d counted, want 3000", len(res.list))
 	}
 }
 

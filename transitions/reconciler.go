@@ -3,6 +3,8 @@ package transitions
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,10 +102,14 @@ type versionKey struct{ model, version string }
 type targetKey struct{ model, target string }
 
 // retryState backs off versions whose handling failed, so a permanent error (a missing
-// permission) is retried at a slowing pace rather than on every pass.
+// permission) is retried at a slowing pace rather than on every pass. A write MLflow
+// refused as invalid (400) fails the same way until the version changes: such a version
+// is parked, with a fingerprint of its tags and description, and left alone until they
+// change.
 type retryState struct {
 	failures int
 	next     time.Time
+	parked   string
 }
 
 // New builds a reconciler.
@@ -674,6 +680,9 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 					return nil // shutting down: start nothing new
 				}
 				k := versionKey{it.mv.Name, it.mv.Version}
+				if r.parkedAsIs(k, it.mv) {
+					continue
+				}
 				if r.backingOff(k) {
 					// Failed recently (a missing permission, say): a search finds it again
 					// on every pass, but it waits for its retry time like the rest.
@@ -710,11 +719,57 @@ func (r *Reconciler) handleItem(ctx context.Context, it *item) (Status, string, 
 	case mlflow.IsNotFound(err):
 		r.logger.Info("version disappeared while being handled (deleted or renamed)", "model", k.model, "version", k.version)
 		r.forget(k)
+	case errors.Is(err, mlflow.ErrInvalidParameter):
+		r.logger.Error("version not handled: MLflow refused a write as invalid, and would refuse it again; the version is left alone until its tags or description change",
+			"model", k.model, "version", k.version, "error", err)
+		r.park(k, it.mv)
 	default:
 		r.logger.Error("version not handled; will retry", "model", k.model, "version", k.version, "error", err)
 		r.failed(k)
 	}
 	return status, gate, err
+}
+
+// fingerprint identifies what a person can change on a version: its tags and its
+// description, without what modelgate itself writes (the three state tags and the report
+// section, which a partly applied plan may have changed, and whose report carries the
+// time it was written).
+func fingerprint(mv mlflow.ModelVersion) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(mv.Tags)) {
+		switch k {
+		case TagStatus, TagSummary, TagRecord:
+			continue
+		}
+		fmt.Fprintf(h, "%q=%q\n", k, mv.Tags[k])
+	}
+	fmt.Fprintf(h, "%q", userText(mv.Description))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// park leaves a version alone until it changes.
+func (r *Reconciler) park(k versionKey, mv mlflow.ModelVersion) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.retry[k]
+	s.parked = fingerprint(mv)
+	s.next = r.now().Add(r.cfg.FullScanInterval)
+	r.retry[k] = s
+}
+
+// parkedAsIs reports whether a version is parked and has not changed since.
+func (r *Reconciler) parkedAsIs(k versionKey, mv mlflow.ModelVersion) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.retry[k]
+	if !ok || s.parked == "" {
+		return false
+	}
+	if s.parked == fingerprint(mv) {
+		return true
+	}
+	delete(r.retry, k) // it changed: try again now
+	return false
 }
 
 // handleVersion plans what one version needs and applies the plan. It returns the

@@ -204,6 +204,10 @@ func TestBadConfigurationTouchesNoMLflow(t *testing.T) {
 		{"MODELGATE_LOG_LEVEL=verbose", exitUsage, "MODELGATE_LOG_LEVEL"},
 		{"MODELGATE_LOG_FORMAT=xml", exitUsage, "MODELGATE_LOG_FORMAT"},
 		{"MODELGATE_UI_URL=mlflow.example.com", exitUsage, "MODELGATE_UI_URL"},
+		{"MODELGATE_UI_URL=https://admin:pw-secret-1@mlflow.example.com", exitUsage, "MODELGATE_UI_URL carries credentials"},
+		{"MODELGATE_WEBHOOK_URL=https://pw-secret-1@modelgate:9464/webhooks/mlflow", exitUsage, "MODELGATE_WEBHOOK_URL carries credentials"},
+		{"MLFLOW_TRACKING_URI=http://user:pw-secret-1#x@mlflow:5000", exitUsage, "MLFLOW_TRACKING_URI"},
+		{"MLFLOW_TRACKING_URI=ftp://pw-secret-1@mlflow:5000", exitUsage, "MLFLOW_TRACKING_URI"},
 		{"SLACK_WEBHOOK_URL=", exitUsage, "SLACK_WEBHOOK_URL is not set"},
 	} {
 		t.Run(tc.env, func(t *testing.T) {

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +39,27 @@ func TestRunOncePromotes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runCmd(t, daemonEnv(srv), "run", "--once")
+	// A slow Slack: the notification is still in flight when the pass ends, and `run
+	// --once` waits for it instead of cancelling it (it lost the last one in 3 of 3 runs).
+	var mu sync.Mutex
+	var delivered []string
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		time.Sleep(time.Second)
+		mu.Lock()
+		delivered = append(delivered, string(body))
+		mu.Unlock()
+	}))
+	defer slack.Close()
+	code, out, errOut := runCmd(t, daemonEnv(srv, "SLACK_WEBHOOK_URL="+slack.URL), "run", "--once")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	mu.Lock()
+	got := strings.Join(delivered, "\n")
+	mu.Unlock()
+	if !strings.Contains(got, "credit-once") {
+		t.Fatalf("the notification for credit-once was not delivered before exit; Slack got %q\n%s", got, errOut)
 	}
 	mv, err := c.GetModelVersion(ctx, "credit-once", v.Version)
 	if err != nil {
@@ -86,6 +106,12 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 func TestRunExitCodes(t *testing.T) {
 	srv := mlflowServer.Get(t)
+	// A proxy's login page answering 200 with HTML where MLflow's API should be.
+	loginPage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<!doctype html><html><title>Sign in</title><body>Sign in to continue</body></html>")
+	}))
+	defer loginPage.Close()
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -96,11 +122,21 @@ func TestRunExitCodes(t *testing.T) {
 		{"notification URL unset", []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MODELGATE_POLICY=../../examples/modelgate.yaml"}, exitUsage, "SLACK_WEBHOOK_URL is not set"},
 		{"broken policy", daemonEnv(srv, "MODELGATE_POLICY=../../examples/broken/bounds.yaml"), exitPolicy, "bounds.yaml:7:9"},
 		{"bad variable", daemonEnv(srv, "MODELGATE_POLL_INTERVAL=soon"), exitUsage, "MODELGATE_POLL_INTERVAL"},
+		{"HTML where MLflow should be", []string{"MLFLOW_TRACKING_URI=" + loginPage.URL, "MODELGATE_POLICY=../../examples/modelgate.yaml", "SLACK_WEBHOOK_URL=http://x"}, exitUpstream, "HTTP 200 with HTML page: Sign in, not MLflow's API"},
+		{"a token as the URI's user name", []string{"MLFLOW_TRACKING_URI=http://tok-secret-1@127.0.0.1:1", "MODELGATE_POLICY=../../examples/modelgate.yaml", "SLACK_WEBHOOK_URL=http://x", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0"}, exitUsage, "MLFLOW_TRACKING_URI http://***@127.0.0.1:1 carries credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
 			code, out, errOut := runCmd(t, tc.env, "run", "--once")
 			if code != tc.code || !strings.Contains(out+errOut, tc.text) {
 				t.Fatalf("exit %d, output %q %q; want %d mentioning %q", code, out, errOut, tc.code, tc.text)
+			}
+			if strings.Contains(out+errOut, "tok-secret-1") {
+				t.Fatalf("the token is printed: %s", out+errOut)
+			}
+			// Not retried for minutes: an HTML page will not turn into MLflow's API.
+			if d := time.Since(start); d > time.Minute {
+				t.Fatalf("took %s", d)
 			}
 		})
 	}

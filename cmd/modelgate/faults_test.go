@@ -273,24 +273,32 @@ notifications:
 
 	c := srv.Client(t, mlflow.Options{})
 	model := "faulty-credit"
-	want := map[string]string{}
+	// Each version's final status, and the notifications it gets, each exactly once.
+	want, events, notes := map[string]string{}, map[string][]string{}, map[string]string{}
+	lastGood := ""
 	for i := range 9 {
 		spec := goodCredit(model)
 		spec.Description = "user notes " + strconv.Itoa(i)
-		status := "promoted"
+		status, event := "promoted", "promoted"
 		switch i % 3 {
 		case 1:
 			spec.Metrics["recall_sex_female"] = 0.5
-			status = "rejected"
+			status, event = "rejected", "rejected"
 		case 2:
 			spec.Metrics["accuracy"] = 0.85
-			status = "pending_review"
+			status, event = "pending_review", "review_requested"
 		}
 		mv, err := mlflowtest.CreateVersion(context.Background(), c, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want[mv.Version] = status
+		want[mv.Version], events[mv.Version], notes[mv.Version] = status, []string{event}, spec.Description
+		if status == "promoted" {
+			if lastGood != "" { // a newer promotion supersedes it
+				want[lastGood], events[lastGood] = "superseded", append(events[lastGood], "superseded")
+			}
+			lastGood = mv.Version
+		}
 	}
 	waitFor(t, 3*time.Minute, "every version to be decided", func() bool {
 		for v, st := range want {
@@ -324,12 +332,13 @@ notifications:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := strings.Count(mv.Description, "<!-- modelgate:begin -->"); n != 1 || !strings.HasPrefix(mv.Description, "user notes ") {
-			t.Errorf("v%s: %d report sections, description %q", v, n, mv.Description[:min(40, len(mv.Description))])
+		if n := strings.Count(mv.Description, "<!-- modelgate:begin -->"); n != 1 || !strings.HasSuffix(mv.Description, "\n"+notes[v]) {
+			t.Errorf("v%s (%s): %d report sections, description %q", v, st, n, mv.Description)
 		}
-		event := map[string]string{"promoted": "promoted", "rejected": "rejected", "pending_review": "review_requested"}[st]
-		if n := hooks.get(event + " " + model + " " + v); n != 1 {
-			t.Errorf("v%s: %d %s notifications, want exactly 1", v, n, event)
+		for _, event := range events[v] {
+			if n := hooks.get(event + " " + model + " " + v); n != 1 {
+				t.Errorf("v%s: %d %s notifications, want exactly 1", v, n, event)
+			}
 		}
 	}
 	checkAliasesOnlyMoveUp(t, proxy.aliasLog())
@@ -448,7 +457,11 @@ gates:
 	waitFor(t, 2*time.Minute, "every version to be decided after MLflow came back", func() bool {
 		for _, v := range versions {
 			mv, err := c.GetModelVersion(context.Background(), v.Name, v.Version)
-			if err != nil || mv.Tags["modelgate.status"] != "promoted" {
+			want := "superseded" // each newer version takes the alias from the one before
+			if v.Version == versions[len(versions)-1].Version {
+				want = "promoted"
+			}
+			if err != nil || mv.Tags["modelgate.status"] != want {
 				return false
 			}
 		}
@@ -465,8 +478,12 @@ gates:
 		if i > 0 {
 			wantPrev = versions[i-1].Version
 		}
-		if mv.Tags["modelgate.previous_version"] != wantPrev || strings.Count(mv.Description, "<!-- modelgate:begin -->") != 1 {
-			t.Errorf("v%s: previous_version %q (want %q), %d sections\n%s", v.Version, mv.Tags["modelgate.previous_version"], wantPrev,
+		var rec struct {
+			PreviousVersion string `json:"previous_version"`
+		}
+		if err := json.Unmarshal([]byte(mv.Tags["modelgate.record"]), &rec); err != nil || rec.PreviousVersion != wantPrev ||
+			strings.Count(mv.Description, "<!-- modelgate:begin -->") != 1 {
+			t.Errorf("v%s: record %s (want previous_version %q), %d sections\n%s", v.Version, mv.Tags["modelgate.record"], wantPrev,
 				strings.Count(mv.Description, "<!-- modelgate:begin -->"), logs)
 		}
 	}
@@ -597,11 +614,11 @@ func TestSIGKILLWhileWriting(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := mv.Tags["modelgate.status"]
-		ok := map[string]bool{
-			"good":       st == "promoted" || (st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version")),
-			"unfair":     st == "rejected",
-			"borderline": st == "promoted" || (st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version")),
-		}[kind]
+		// A good or approved version was promoted (and superseded by a newer one since),
+		// or approved when a newer version already held the alias.
+		promotedOnce := st == "promoted" || st == "superseded" ||
+			(st == "approved" && strings.Contains(mv.Tags["modelgate.summary"], "held by newer version"))
+		ok := map[string]bool{"good": promotedOnce, "unfair": st == "rejected", "borderline": promotedOnce}[kind]
 		if !ok {
 			t.Errorf("v%s (%s): status %q, summary %q", v, kind, st, mv.Tags["modelgate.summary"])
 		}

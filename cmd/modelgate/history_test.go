@@ -30,7 +30,9 @@ func TestHistoryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	once()
-	v2, err := mlflowtest.CreateVersion(ctx, c, goodCredit("credit-history"))
+	better := goodCredit("credit-history")
+	better.Metrics["f1_score"] = 0.95 // beats the champion by more than the gate's 1%
+	v2, err := mlflowtest.CreateVersion(ctx, c, better)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,10 @@ func TestHistoryCommand(t *testing.T) {
 	code, out, _ = runCmd(t, env, "history", "credit-history", "--alias", "champion", "--at", between.Format(time.RFC3339Nano), "--json")
 	var answers []struct {
 		Target, Version string
-		Tenure          struct{ How, By, EvidenceDigest string }
+		Tenure          struct {
+			How, By        string
+			EvidenceDigest string `json:"evidence_digest"`
+		}
 	}
 	if err := json.Unmarshal([]byte(out), &answers); code != exitOK || err != nil || len(answers) != 1 ||
 		answers[0].Version != v2.Version || answers[0].Tenure.How != "promoted" || !strings.HasPrefix(answers[0].Tenure.EvidenceDigest, "sha256:") {

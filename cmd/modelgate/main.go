@@ -103,7 +103,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &cfg):
 		return exitUsage
-	case errors.Is(err, mlflow.ErrUnreachable), errors.As(err, &me):
+	case errors.Is(err, mlflow.ErrUnreachable), errors.As(err, &me), errors.Is(err, mlflow.ErrNotMLflow),
+		errors.Is(err, mlflow.ErrTooManyPages), errors.Is(err, mlflow.ErrPagingLoop):
 		return exitUpstream
 	}
 	return exitPolicy

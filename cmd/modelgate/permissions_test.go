@@ -82,6 +82,15 @@ gates:
 				if err := admin.SetModelVersionTag(ctx, model, mv.Version, "modelgate.reevaluate", "true"); err != nil {
 					t.Fatal(err)
 				}
+				// The audit trail's experiment, made by the admin's run, is writable by
+				// modelgate's user, as docs/threat-model.md says to grant it.
+				exp, err := admin.ExperimentByName(ctx, "modelgate-audit")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.GrantExperimentPermission(ctx, exp.ExperimentID, "gate-editor", "EDIT"); err != nil {
+					t.Fatal(err)
+				}
 				return mv.Version
 			},
 			refused: "model-versions/delete-tag",
@@ -115,6 +124,11 @@ gates:
 				"MODELGATE_LOG_FORMAT=json"}, freeAddr(t))
 			defer d.cancel()
 			addr, logs := d.addr, d.logs
+			defer func() {
+				if t.Failed() {
+					t.Logf("modelgate logs:\n%s", logs)
+				}
+			}()
 			// The first refusal, then a retry: both counted as 403s of the endpoint.
 			waitFor(t, 3*time.Minute, "a refused write and its retry, counted", func() bool {
 				return sumSeries(t, addr, "modelgate_mlflow_requests_total", `code="403"`, `endpoint="`+tc.refused) >= 2

@@ -413,6 +413,14 @@ func (s *Server) GrantModelPermission(ctx context.Context, model, username, perm
 	})
 }
 
+// GrantExperimentPermission gives a user READ, USE, EDIT, MANAGE or DENY on an
+// experiment (by id): modelgate's user writes the audit trail's experiment.
+func (s *Server) GrantExperimentPermission(ctx context.Context, experimentID, username, permission string) error {
+	return s.adminPost(ctx, "/api/3.0/mlflow/users/permissions/grant", map[string]string{
+		"username": username, "resource_type": "experiment", "resource_id": experimentID, "permission": permission,
+	})
+}
+
 func (s *Server) adminPost(ctx context.Context, path string, body map[string]string) error {
 	b, err := json.Marshal(body)
 	if err != nil {
