@@ -165,6 +165,11 @@ func (c *Check) run(ev *Evidence) CheckResult {
 	case KindExpr:
 		c.expr(ev, &r)
 	}
+	if r.Result != Pass {
+		// Every check is named by its policy name, failing ones included (a reviewer
+		// looks for "beats-champion", not for the metric it compared).
+		r.Message = c.Name + ": " + r.Message
+	}
 	return r
 }
 
@@ -199,7 +204,11 @@ func (c *Check) prepare() {
 		if c.Threshold != nil {
 			bounds = append(bounds, sym+" "+fmtNum(*c.Threshold))
 		}
-		if c.MinAbsoluteChange != nil {
+		switch {
+		case c.MinAbsoluteChange == nil:
+		case *c.MinAbsoluteChange == 0:
+			bounds = append(bounds, fmt.Sprintf("%s %s", sym, c.Baseline))
+		default:
 			bounds = append(bounds, fmt.Sprintf("%s %s %s %s", sym, c.Baseline, op, fmtNum(*c.MinAbsoluteChange)))
 		}
 		if c.MinRelativeChange != nil {
@@ -285,12 +294,12 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 	}
 	r.Observed = strings.Join(parts, ", ")
 	if len(bad) > 0 {
-		r.Result, r.Message = Missing, fmt.Sprintf("%s: %s", c.Name, strings.Join(bad, ", "))
+		r.Result, r.Message = Missing, strings.Join(bad, ", ")
 		return
 	}
 	if len(groups) < c.MinGroups {
 		r.Result = Missing
-		r.Message = fmt.Sprintf("%s: %d group(s) match %s, %d needed", c.Name, len(groups), c.GroupMetric, c.MinGroups)
+		r.Message = fmt.Sprintf("%d group(s) match %s, %d needed", len(groups), c.GroupMetric, c.MinGroups)
 		if len(groups) == 0 {
 			r.Observed = "no matching metric"
 		}
@@ -310,7 +319,7 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 		switch {
 		case lo.v < 0:
 			r.Result = Missing
-			r.Message = fmt.Sprintf("%s: ratio undefined for negative values (%s)", c.Name, detail)
+			r.Message = fmt.Sprintf("ratio undefined for negative values (%s)", detail)
 			return
 		case hi.v == lo.v: // all equal, zeros included: parity
 			ratio = 1
@@ -323,7 +332,7 @@ func (c *Check) group(ev *Evidence, r *CheckResult) {
 		}
 	}
 	if len(failed) > 0 {
-		r.Result, r.Message = Fail, fmt.Sprintf("%s %s (%s)", c.Name, strings.Join(failed, ", "), detail)
+		r.Result, r.Message = Fail, fmt.Sprintf("%s (%s)", strings.Join(failed, ", "), detail)
 		return
 	}
 	r.Result, r.Message = Pass, c.ok
@@ -364,9 +373,11 @@ func shown(v, bound float64) string {
 // alias or stage, the comparisons pass as "no baseline" (MLflow fails them as
 // missing_baseline). A baseline version without the metric is missing evidence.
 func (c *Check) baseline(ev *Evidence, r *CheckResult) {
-	cmp, op := ">=", "+"
+	// How a failure reads: "f1_score 0.82 < 0.85", "worse than champion", "below
+	// champion + 0.01" (for lower-is-better metrics: ">", "above champion - 0.01").
+	worse, below, op := "<", "below", "+"
 	if !c.GreaterIsBetter {
-		cmp, op = "<=", "-"
+		worse, below, op = ">", "above", "-"
 	}
 	name, cand, why := c.metric(ev.Metrics)
 	if name == "" {
@@ -391,7 +402,7 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 		return a - b
 	}
 	if c.Threshold != nil && !ge(cand, *c.Threshold) {
-		failed = append(failed, fmt.Sprintf("%s %s not %s %s", name, shown(cand, *c.Threshold), cmp, fmtNum(*c.Threshold)))
+		failed = append(failed, fmt.Sprintf("%s %s %s %s", name, shown(cand, *c.Threshold), worse, fmtNum(*c.Threshold)))
 	}
 	if c.MinAbsoluteChange != nil || c.MinRelativeChange != nil {
 		base, ok := ev.Baselines[c.Baseline]
@@ -420,7 +431,10 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 			var vs []string
 			if c.MinAbsoluteChange != nil {
 				if target := add(b, *c.MinAbsoluteChange); !ge(cand, target) {
-					msg := fmt.Sprintf("not %s baseline %s %s", cmp, op, fmtNum(*c.MinAbsoluteChange))
+					msg := fmt.Sprintf("%s %s %s %s", below, c.Baseline, op, fmtNum(*c.MinAbsoluteChange))
+					if *c.MinAbsoluteChange == 0 {
+						msg = "worse than " + c.Baseline.String()
+					}
 					if short(cand) == short(target) { // float rounding decided it: show the sum MLflow compares with
 						msg += " (= " + fmtNum(target) + ")"
 					}
@@ -442,7 +456,7 @@ func (c *Check) baseline(ev *Evidence, r *CheckResult) {
 					// No tolerance here: MLflow compares the float result as it is, so
 					// (0.88-0.8)/0.8 = 0.09999999999999995 misses a 0.1 minimum.
 					if rel < *c.MinRelativeChange {
-						vs = append(vs, fmt.Sprintf("change %s%% < %s%%", signedPct(rel, *c.MinRelativeChange), fmtNum(*c.MinRelativeChange*100)))
+						vs = append(vs, fmt.Sprintf("change %s%%, needs %s%% or more", signedPct(rel, *c.MinRelativeChange), fmtNum(*c.MinRelativeChange*100)))
 					}
 				}
 			}
@@ -480,16 +494,16 @@ func (c *Check) tag(ev *Evidence, r *CheckResult) {
 	switch {
 	case !onVersion && !onRun:
 		r.Observed, r.inputs = "absent", []string{"missing:tag:" + c.Tag}
-		r.Result, r.Message = Fail, fmt.Sprintf("%s: tag %s absent", c.Name, c.Tag)
+		r.Result, r.Message = Fail, fmt.Sprintf("tag %s absent", c.Tag)
 		if c.OnMissing != "" {
-			r.Result, r.Message = Missing, fmt.Sprintf("%s: tag %s missing", c.Name, c.Tag)
+			r.Result, r.Message = Missing, fmt.Sprintf("tag %s missing", c.Tag)
 		}
 		return
 	case onVersion && onRun && vv != rv:
 		r.inputs = []string{"tag:" + c.Tag + "=version:" + strconv.Quote(vv) + ",run:" + strconv.Quote(rv)}
 		r.Observed = fmt.Sprintf("version %q, run %q", clipText(vv, 60), clipText(rv, 60))
 		r.Result = Fail
-		r.Message = fmt.Sprintf("%s: tag %s differs between the version (%q) and its run (%q)", c.Name, c.Tag, clipText(vv, 60), clipText(rv, 60))
+		r.Message = fmt.Sprintf("tag %s differs between the version (%q) and its run (%q)", c.Tag, clipText(vv, 60), clipText(rv, 60))
 		return
 	}
 	v, src := vv, "version"
@@ -499,7 +513,7 @@ func (c *Check) tag(ev *Evidence, r *CheckResult) {
 	r.inputs = []string{"tag:" + c.Tag + "=" + strconv.Quote(v)}
 	r.Observed = fmt.Sprintf("%q (%s tag)", clipText(v, 80), src)
 	if v != c.Equals {
-		r.Result, r.Message = Fail, fmt.Sprintf("%s: tag %s is %q, want %q", c.Name, c.Tag, clipText(v, 80), c.Equals)
+		r.Result, r.Message = Fail, fmt.Sprintf("tag %s is %q, want %q", c.Tag, clipText(v, 80), c.Equals)
 		return
 	}
 	r.Result, r.Message = Pass, c.ok
@@ -512,9 +526,11 @@ func (c *Check) expr(ev *Evidence, r *CheckResult) {
 	ok, err := evalCEL(c.program, ev)
 	switch {
 	case err != nil:
-		r.Result, r.Message = Missing, fmt.Sprintf("%s: %s", c.Name, clipText(err.Error(), 200))
+		// An error (a key that is absent, a param that is not a number) or a cost over
+		// the limit fails the check (PRODUCT.md v2), whatever the timing.
+		r.Result, r.Message = Fail, clipText(err.Error(), 200)
 	case !ok:
-		r.Result, r.Message = Fail, fmt.Sprintf("%s: expression is false", c.Name)
+		r.Result, r.Message = Fail, "expression is false"
 	default:
 		r.Result, r.Message = Pass, c.ok
 	}

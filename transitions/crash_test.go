@@ -224,7 +224,7 @@ func killPoints(b backend, writes int) []int {
 	return out
 }
 
-var decidedAtLine = regexp.MustCompile(`on \d{4}-\d\d-\d\d \d\d:\d\d UTC`)
+var decidedAtLine = regexp.MustCompile(`decided \d{4}-\d\d-\d\d \d\d:\d\d UTC`)
 
 // state renders what the registry holds for the fixture's model, with the model's name,
 // the gate digest and decision times replaced, so two fixtures can be compared.
@@ -259,7 +259,7 @@ func (f *fixture) state() string {
 		if n := strings.Count(mv.Description, FenceBegin); n > 1 {
 			fmt.Fprintf(&b, "  %d report sections\n", n)
 		}
-		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "on TIME"))
+		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "decided TIME"))
 	}
 	if f.audit != nil {
 		events, err := f.evaluateAudit().Events(f.ctx, f.model, "")

@@ -627,12 +627,11 @@ func (p *Planner) supersede(pl *Plan, gate *rules.Gate, former mlflow.ModelVersi
 // restate rewrites the headline of a version's report section for a new status and puts
 // a note under it, keeping the rest (the checks as they were decided) as it is.
 func restate(desc, status, note string) (string, bool) {
-	section := reportSection(desc)
-	if section == "" {
+	content := reportContent(desc)
+	if content == "" {
 		return "", false
 	}
-	inner := strings.TrimSuffix(strings.TrimPrefix(section, FenceBegin+"\n"), FenceEnd+"\n")
-	return withReport(desc, rules.Restate(inner, status, note)), true
+	return withReport(desc, rules.Restate(content, status, note)), true
 }
 
 // restatedSummary puts a note in front of a summary in place of the notes earlier
@@ -877,10 +876,7 @@ func setVotesAside(pl *Plan, mv mlflow.ModelVersion, evidence string) (mlflow.Mo
 		if !rules.IsVoteTag(k) {
 			continue
 		}
-		stale := StalePrefix + digest + "." + strings.TrimPrefix(k, "modelgate.")
-		if len(stale) > 250 { // MLflow's limit on tag keys
-			stale = stale[:250]
-		}
+		stale := staleKey(digest, k)
 		pl.setTag(StepSetAside, stale, mv.Tags[k])
 		pl.deleteTag(StepRemoveVotes, k)
 		tags[stale] = mv.Tags[k]
@@ -897,6 +893,22 @@ func setVotesAside(pl *Plan, mv mlflow.ModelVersion, evidence string) (mlflow.Mo
 	}
 	mv.Tags = tags
 	return mv, events
+}
+
+// maxTagKey is MLflow's limit on a tag key.
+const maxTagKey = 250
+
+// staleKey is the key a vote tag is moved to: modelgate.stale.<digest>.<kind>.<name>. A
+// name too long for MLflow's 250-character keys is replaced by a hash of it (cutting it
+// could split a character, which MLflow refuses with 400, and could make two names one).
+func staleKey(digest, voteKey string) string {
+	key := StalePrefix + digest + "." + strings.TrimPrefix(voteKey, "modelgate.")
+	if len(key) <= maxTagKey {
+		return key
+	}
+	kind, name, _ := strings.Cut(strings.TrimPrefix(voteKey, "modelgate."), ".")
+	h := sha256.Sum256([]byte(name))
+	return StalePrefix + digest + "." + kind + ".sha256-" + hex.EncodeToString(h[:8])
 }
 
 // reevaluate plans modelgate.reevaluate: the checks are run again and the tag deleted

@@ -39,7 +39,7 @@ func autoPromotion(f *fixture) {
 			t.Errorf("extra tag %s", k)
 		}
 	}
-	if !strings.Contains(mv.Description, FenceBegin) || !strings.Contains(mv.Description, "modelgate: promoted") {
+	if !strings.HasPrefix(mv.Description, "✅ promoted: champion\n"+FenceBegin+"\n### ✅ Promoted: champion\n") {
 		t.Errorf("description has no report:\n%s", mv.Description)
 	}
 
@@ -72,7 +72,7 @@ func rejection(f *fixture) {
 	v := f.create(unfair(f.model))
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusRejected)
-	if !strings.Contains(mv.Tags[TagSummary], "fair gap 0.34 > 0.1") {
+	if !strings.Contains(mv.Tags[TagSummary], "fair: gap 0.34 > 0.1") {
 		t.Errorf("summary %q", mv.Tags[TagSummary])
 	}
 	if f.alias("champion") != "" {
@@ -176,7 +176,7 @@ func twoApprovalsNeeded(f *fixture) {
 	f.tag(v.Version, "modelgate.approve.alice", "")
 	f.pass()
 	mv := f.wantStatus(v.Version, StatusPendingReview)
-	if !strings.Contains(mv.Description, "1 of 2 approval(s) (alice)") {
+	if !strings.Contains(mv.Description, "**Review: 1 of 2 approval(s)**") || !strings.Contains(mv.Description, " · **alice** approved") {
 		t.Fatalf("report does not show the vote so far:\n%s", mv.Description)
 	}
 	f.tag(v.Version, "modelgate.approve.bob", "")
@@ -338,10 +338,10 @@ func userDescriptionKeptAcrossDecisions(f *fixture) {
 	v := f.create(spec)
 	f.pass() // decision 1: review
 	mv := f.get(v.Version)
-	if !strings.HasPrefix(mv.Description, user) {
+	if !strings.HasSuffix(mv.Description, FenceEnd+"\n\n"+user) || userText(mv.Description) != user {
 		t.Fatalf("user text changed:\n%q", mv.Description)
 	}
-	// The user edits their part in the UI, above the report.
+	// The user edits their part in the UI, below the report.
 	edited := strings.Replace(mv.Description, "Fridays.", "Fridays or holidays.", 1)
 	if _, err := f.client.UpdateModelVersionDescription(f.ctx, f.model, v.Version, edited); err != nil {
 		t.Fatal(err)
@@ -349,13 +349,13 @@ func userDescriptionKeptAcrossDecisions(f *fixture) {
 	f.tag(v.Version, "modelgate.approve.alice", "")
 	f.pass() // decision 2: promoted
 	mv = f.wantStatus(v.Version, StatusPromoted)
-	if want := strings.Replace(user, "Fridays.", "Fridays or holidays.", 1); !strings.HasPrefix(mv.Description, want) {
+	if want := strings.Replace(user, "Fridays.", "Fridays or holidays.", 1); userText(mv.Description) != want {
 		t.Fatalf("user text lost:\n%q", mv.Description)
 	}
 	if n := strings.Count(mv.Description, FenceBegin); n != 1 {
 		t.Fatalf("%d report sections", n)
 	}
-	if !strings.Contains(mv.Description, "modelgate: promoted") {
+	if !strings.HasPrefix(mv.Description, "✅ promoted: champion\n") {
 		t.Fatalf("report not replaced:\n%s", mv.Description)
 	}
 }

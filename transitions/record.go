@@ -38,7 +38,7 @@ type Record struct {
 	Gate   string   `json:"gate,omitempty"`
 	// At is when this state was decided (RFC 3339, UTC); Requested when the open review
 	// was requested.
-	At        string `json:"at"`
+	At        string `json:"decided_at"`
 	Requested string `json:"requested,omitempty"`
 	// Policy and Evidence are the gate and evidence digests the decision rests on.
 	Policy   string `json:"policy,omitempty"`

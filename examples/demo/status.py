@@ -30,7 +30,8 @@ for v in versions:
         print("  the description shows the gate report; to approve, add the tag")
         print("      modelgate.approve.alice   (value: an optional comment)")
         print("  or to reject, modelgate.reject.alice with the reason as value.")
-        print("  modelgate acts within one poll interval and promotes it if approved.")
+        print("  modelgate acts within one poll interval and promotes it if approved;")
+        print("  reload the page to see it (MLflow does not refresh an open page).")
     elif v.tags["modelgate.status"] == "rejected":
         print(f"\nVersion {v.version} was rejected: {link}")
     elif v.tags["modelgate.status"] == "promoted":
