@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-long unit vet fuzz bench mlflow tools rules-test demo clean
+.PHONY: all build test test-long unit vet fuzz bench mlflow tools kube rules-test demo screenshots clean
 
 all: build
 
@@ -22,6 +22,12 @@ mlflow:
 tools:
 	scripts/install-tools.sh
 
+# The real kube-apiserver and etcd the leader election tests run against, built from the
+# Go module proxy into a cache outside the clone (scripts/build-kube.sh; minutes the first
+# time, nothing after).
+kube:
+	scripts/build-kube.sh
+
 # The alert rules: promtool's syntax check and unit tests (fires / stays quiet).
 rules-test:
 	promtool check rules charts/modelgate/rules/modelgate.rules.yml
@@ -30,6 +36,12 @@ rules-test:
 # MLflow on 127.0.0.1:5000 with three registered versions, and modelgate watching them.
 demo:
 	scripts/demo.sh
+
+# The README's pictures: the browser test against a real MLflow UI writes each page it
+# checks as a PNG into docs/images/ (Debian's chromium, from make tools).
+screenshots: mlflow tools
+	rm -f docs/images/failed-*.png
+	MODELGATE_SCREENSHOTS=$(CURDIR)/docs/images go test -count=1 -run '^TestReviewerPagesInBrowser$$' ./cmd/modelgate
 
 vet:
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); \
@@ -40,7 +52,7 @@ vet:
 # Every test: unit tests, integration tests against a real MLflow server (and a real
 # Prometheus, helm), the alert rule tests, and each fuzz target for FUZZTIME. Set
 # CI=true to make a missing tool a failure, not a skip.
-test: mlflow tools vet
+test: mlflow tools kube vet
 	@if command -v promtool >/dev/null; then $(MAKE) --no-print-directory rules-test; \
 	  elif [ -n "$$CI" ]; then echo "promtool missing" >&2; exit 1; \
 	  else echo "promtool missing: alert rule tests skipped (make tools)"; fi

@@ -17,6 +17,8 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/modelgate/modelgate/rules"
@@ -64,6 +66,9 @@ type rendered struct {
 	configMaps     map[string]*corev1.ConfigMap
 	serviceMonitor *monitoringv1.ServiceMonitor
 	prometheusRule *monitoringv1.PrometheusRule
+	role           *rbacv1.Role
+	roleBinding    *rbacv1.RoleBinding
+	pdb            *policyv1.PodDisruptionBudget
 	kinds          []string
 }
 
@@ -101,6 +106,15 @@ func render(t *testing.T, args ...string) rendered {
 		case "PrometheusRule":
 			r.prometheusRule = &monitoringv1.PrometheusRule{}
 			target = r.prometheusRule
+		case "Role":
+			r.role = &rbacv1.Role{}
+			target = r.role
+		case "RoleBinding":
+			r.roleBinding = &rbacv1.RoleBinding{}
+			target = r.roleBinding
+		case "PodDisruptionBudget":
+			r.pdb = &policyv1.PodDisruptionBudget{}
+			target = r.pdb
 		default:
 			t.Fatalf("unexpected kind %q rendered", head.Kind)
 		}
@@ -128,9 +142,11 @@ func TestDefaultValues(t *testing.T) {
 		}
 	}
 	d := r.deployment
-	if d == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Fatalf("deployment: %+v", d)
+	if d == nil || *d.Spec.Replicas != 2 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
+		d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Fatalf("deployment: two replicas, rolling updates that keep one ready: %+v", d.Spec)
 	}
+	checkLeaderElection(t, r)
 	pod := d.Spec.Template.Spec
 	c := pod.Containers[0]
 	switch {
@@ -172,6 +188,58 @@ func TestDefaultValues(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(chart, "dashboards", "modelgate.json"))
 	if strings.TrimSpace(dash.Data["modelgate.json"]) != strings.TrimSpace(string(want)) {
 		t.Error("the dashboard ConfigMap differs from dashboards/modelgate.json")
+	}
+}
+
+// checkLeaderElection: two pods with leader election, the Role that lets them use the
+// Lease and nothing else, bound to their service account, whose token is mounted, and a
+// PodDisruptionBudget that keeps one through a drain.
+func checkLeaderElection(t *testing.T, r rendered) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	if pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
+		t.Error("the service account token is not mounted: leader election cannot reach the API")
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e
+	}
+	fieldOf := func(name string) string {
+		if e := env[name]; e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			return e.ValueFrom.FieldRef.FieldPath
+		}
+		return ""
+	}
+	if env["MODELGATE_LEADER_ELECTION"].Value != "kubernetes" || env["MODELGATE_LEASE_NAME"].Value != "mg-modelgate" ||
+		fieldOf("POD_NAME") != "metadata.name" || fieldOf("MODELGATE_LEASE_NAMESPACE") != "metadata.namespace" || fieldOf("POD_IP") != "status.podIP" {
+		t.Errorf("leader election environment: %+v", env)
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}}
+	if r.role == nil || !reflect.DeepEqual(r.role.Rules, want) {
+		t.Errorf("Role: %+v, want exactly %+v", r.role, want)
+	}
+	if b := r.roleBinding; b == nil || b.RoleRef.Name != r.role.Name || len(b.Subjects) != 1 || b.Subjects[0].Name != pod.ServiceAccountName {
+		t.Errorf("RoleBinding %+v does not bind the Role to the pods' service account %q", b, pod.ServiceAccountName)
+	}
+	if p := r.pdb; p == nil || p.Spec.MinAvailable.IntValue() != 1 || !reflect.DeepEqual(p.Spec.Selector.MatchLabels, r.deployment.Spec.Selector.MatchLabels) {
+		t.Errorf("PodDisruptionBudget: %+v", p)
+	}
+}
+
+// TestOneReplicaWithoutLeaderElection: leader election off means one pod, replaced with
+// Recreate, no Kubernetes API access; two pods without it are refused.
+func TestOneReplicaWithoutLeaderElection(t *testing.T) {
+	r := render(t, "--set", "mlflow.trackingUri=http://m:5000", "--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
+	d := r.deployment
+	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || r.role != nil || r.pdb != nil ||
+		d.Spec.Template.Spec.AutomountServiceAccountToken == nil || *d.Spec.Template.Spec.AutomountServiceAccountToken {
+		t.Fatalf("one replica: %+v, role %v, pdb %v", d.Spec, r.role, r.pdb)
+	}
+	cmd := exec.Command(helmBinary(t), "template", "mg", chart, "--set", "mlflow.trackingUri=http://m:5000", "--set", "signingKey.existingSecret=k",
+		"--set", "leaderElection.enabled=false")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "replicaCount > 1 needs leaderElection.enabled=true") {
+		t.Fatalf("two replicas without leader election: %v\n%s", err, out)
 	}
 }
 

@@ -24,7 +24,7 @@ var (
 	promoTargets  = []string{"alias", "stage"}
 	promoResults  = []string{"promoted", "skipped", "failed"}
 	notifyResults = []string{"sent", "failed", "dropped"}
-	webhookResult = []string{"accepted", "duplicate", "ignored", "bad_signature", "stale", "malformed", "too_large"}
+	webhookResult = []string{"accepted", "duplicate", "ignored", "bad_signature", "stale", "malformed", "too_large", "busy", "unavailable"}
 )
 
 // Metrics is every metric modelgate exports.
@@ -39,7 +39,7 @@ type Metrics struct {
 	decisionLatency    prometheus.Histogram
 	pollDuration       prometheus.Histogram
 	pollErrors         prometheus.Counter
-	lastSuccessfulPoll prometheus.Gauge
+	lastSuccessfulPoll *prometheus.GaugeVec // no labels: absent until a pass succeeds, and on followers
 	mlflowRequests     *prometheus.CounterVec
 	mlflowDuration     *prometheus.HistogramVec
 	notifications      *prometheus.CounterVec
@@ -48,6 +48,9 @@ type Metrics struct {
 	overrides          *prometheus.CounterVec
 	auditEvents        *prometheus.CounterVec
 	halted             prometheus.Gauge
+	leader             prometheus.Gauge
+	leadershipChanges  prometheus.Counter
+	gates              []string // the policy's gates, for the gauges a leader sets
 }
 
 // Label values of the integrity metrics.
@@ -89,8 +92,8 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}}),
 		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "poll_errors_total",
 			Help: "Reconcile passes that could not read MLflow."}),
-		lastSuccessfulPoll: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_successful_poll_timestamp_seconds",
-			Help: "When the last reconcile pass that could read MLflow ended (Unix seconds)."}),
+		lastSuccessfulPoll: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "last_successful_poll_timestamp_seconds",
+			Help: "When the last reconcile pass that could read MLflow ended (Unix seconds); only the leader exports it."}, nil),
 		mlflowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "mlflow_requests_total",
 			Help: "HTTP requests to MLflow, retries included, by endpoint and status code (\"error\" when no response came)."},
 			[]string{"endpoint", "code"}),
@@ -116,6 +119,10 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		[]string{"event", "result"})
 	m.halted = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "writes_halted",
 		Help: "1 while modelgate writes nothing because most records fail verification (a wrong or lost signing key), else 0."})
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
+		Help: "1 while this replica is the one that decides and writes (always, without leader election), else 0."})
+	m.leadershipChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leadership_changes_total",
+		Help: "Times this replica became or stopped being the leader."})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels say which modelgate is running."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -123,7 +130,7 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
 		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
-		m.tamper, m.overrides, m.auditEvents, m.halted,
+		m.tamper, m.overrides, m.auditEvents, m.halted, m.leader, m.leadershipChanges,
 	)
 	for _, r := range webhookResult {
 		m.webhookDeliveries.WithLabelValues(r)
@@ -157,7 +164,7 @@ func (m *Metrics) InitSeries(gates []Gate, notificationFormats []string) {
 			}
 		}
 		m.rollbacks.WithLabelValues(gate)
-		m.reviewsPending.WithLabelValues(gate)
+		m.gates = append(m.gates, gate)
 		m.overrides.WithLabelValues(gate)
 		for _, k := range tamperKinds {
 			m.tamper.WithLabelValues(gate, k)
@@ -211,8 +218,28 @@ func (m *Metrics) Poll(d time.Duration, err error) {
 		m.pollErrors.Inc()
 		return
 	}
-	m.lastSuccessfulPoll.SetToCurrentTime()
+	m.lastSuccessfulPoll.WithLabelValues().SetToCurrentTime()
 }
+
+// Leader implements leader.Observer. A leader exports the gate gauges (open reviews,
+// the oldest one, the last successful pass), starting at 0; a follower exports none, so
+// that its stale values neither add to the leader's nor fire alerts.
+func (m *Metrics) Leader(leading bool) {
+	if leading {
+		m.leader.Set(1)
+		for _, g := range m.gates {
+			m.reviewsPending.WithLabelValues(g)
+		}
+		return
+	}
+	m.leader.Set(0)
+	m.reviewsPending.Reset()
+	m.oldestReview.Reset()
+	m.lastSuccessfulPoll.Reset()
+}
+
+// LeadershipChange implements leader.Observer.
+func (m *Metrics) LeadershipChange() { m.leadershipChanges.Inc() }
 
 // ObserveMLflowRequest implements mlflow.Observer.
 func (m *Metrics) ObserveMLflowRequest(endpoint, code string, d time.Duration) {

@@ -19,6 +19,7 @@ func newMetrics(version string) (*Metrics, *prometheus.Registry) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := New(version, reg)
 	m.InitSeries([]Gate{{Name: "credit", Checks: []string{"floor"}}}, []string{"slack"})
+	m.Leader(true) // one replica, without leader election, leads
 	return m, reg
 }
 
@@ -57,7 +58,7 @@ func TestEveryProductMetricIsExported(t *testing.T) {
 		"modelgate_decision_latency_seconds", "modelgate_poll_duration_seconds", "modelgate_poll_errors_total",
 		"modelgate_last_successful_poll_timestamp_seconds", "modelgate_mlflow_requests_total",
 		"modelgate_mlflow_request_duration_seconds", "modelgate_notifications_total",
-		"modelgate_webhook_deliveries_total", "modelgate_build_info",
+		"modelgate_webhook_deliveries_total", "modelgate_build_info", "modelgate_leader", "modelgate_leadership_changes_total",
 		"modelgate_tamper_detected_total", "modelgate_overrides_total", "modelgate_audit_events_total",
 		"modelgate_writes_halted",
 		"go_goroutines", "process_resident_memory_bytes",
@@ -93,12 +94,35 @@ func TestEvents(t *testing.T) {
 			t.Errorf("%s = %v, want 1", name, got)
 		}
 	}
-	if v := testutil.ToFloat64(m.lastSuccessfulPoll); v != 0 {
-		t.Errorf("a failed poll set the last successful poll to %v", v)
+	if n := testutil.CollectAndCount(m.lastSuccessfulPoll); n != 0 {
+		t.Errorf("a failed poll set the last successful poll (%d series)", n)
 	}
 	m.Poll(time.Second, nil)
-	if v := testutil.ToFloat64(m.lastSuccessfulPoll); v < float64(time.Now().Add(-time.Minute).Unix()) {
+	if v := testutil.ToFloat64(m.lastSuccessfulPoll.WithLabelValues()); v < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last successful poll %v", v)
+	}
+}
+
+// TestFollowersExportNoGateGauges: a replica that stops leading drops the gauges the
+// leader sets from the registry, so that its stale values neither add to the new
+// leader's nor fire the polling and review alerts; it exports modelgate_leader 0.
+func TestFollowersExportNoGateGauges(t *testing.T) {
+	m, _ := newMetrics("v1")
+	m.Leader(true)
+	m.Poll(time.Second, nil)
+	m.ReviewsPending("credit", 2, time.Unix(1700000000, 0))
+	if testutil.ToFloat64(m.leader) != 1 || testutil.CollectAndCount(m.reviewsPending) != 1 || testutil.CollectAndCount(m.oldestReview) != 1 {
+		t.Fatal("the leader does not export its gauges")
+	}
+	m.Leader(false)
+	m.LeadershipChange()
+	for name, c := range map[string]prometheus.Collector{"reviews_pending": m.reviewsPending, "oldest": m.oldestReview, "last poll": m.lastSuccessfulPoll} {
+		if n := testutil.CollectAndCount(c); n != 0 {
+			t.Errorf("a follower exports %d series of %s", n, name)
+		}
+	}
+	if testutil.ToFloat64(m.leader) != 0 || testutil.ToFloat64(m.leadershipChanges) != 1 {
+		t.Error("leader gauge or changes counter wrong")
 	}
 }
 

@@ -9,6 +9,7 @@
 package mlflow
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -23,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -41,8 +43,13 @@ const (
 	DefaultMaxBackoff    = 120 * time.Second // urllib3's Retry.DEFAULT_BACKOFF_MAX
 )
 
-// maxBody bounds a response body; a search page of 200,000 versions stays well below it.
-const maxBody = 512 << 20
+// maxBody bounds a response body. The largest answer modelgate asks for, a search page
+// of 1,000 versions with 5,000-character descriptions and tags, is about 20 MB; a server
+// (or something posing as one) that sends more is cut off there, not read into memory.
+const maxBody = 64 << 20
+
+// maxErrorBody bounds what is read of an error answer (MLflow's are a few hundred bytes).
+const maxErrorBody = 64 << 10
 
 // Observer receives one call per HTTP attempt (retries included). endpoint is a fixed
 // name such as "model-versions/search"; code is the HTTP status or "error" when no
@@ -76,8 +83,16 @@ type Options struct {
 	UserAgent string
 	Logger    *slog.Logger
 	Observer  Observer
+	// SlowRequest is how long an attempt may go unanswered before a warning says so
+	// (default 10s), long before a 120 s timeout and its retries end it: a hanging server
+	// shows in the log at once.
+	SlowRequest time.Duration
 	// Transport replaces the HTTP transport (tests); the TLS options do not apply to it.
 	Transport http.RoundTripper
+	// Fence, when set, is asked before every request that writes (everything but GET and
+	// runs/search): it returns the context the request and its retries must end within,
+	// or an error that refuses the write (a replica that is not the leader).
+	Fence func(ctx context.Context) (context.Context, context.CancelFunc, error)
 }
 
 // Client talks to one MLflow server. It is safe for concurrent use.
@@ -87,6 +102,7 @@ type Client struct {
 	auth      string // Authorization header value; never logged
 	userAgent string
 	logger    *slog.Logger
+	fence     func(ctx context.Context) (context.Context, context.CancelFunc, error)
 }
 
 // New builds a client. It fails on a malformed URI or unreadable certificate files; it
@@ -114,9 +130,7 @@ func New(opts Options) (*Client, error) {
 		}
 		transport = t
 	}
-	if opts.Observer != nil {
-		transport = instrumented{next: transport, observer: opts.Observer}
-	}
+	transport = instrumented{next: transport, observer: opts.Observer, logger: logger, slow: orDefault(opts.SlowRequest, 10*time.Second)}
 	timeout := orDefault(opts.Timeout, DefaultTimeout)
 	b := backoff{
 		factor: orDefault(opts.BackoffFactor, DefaultBackoffFactor),
@@ -132,7 +146,7 @@ func New(opts Options) (*Client, error) {
 		Backoff:      b.wait,
 		ErrorHandler: giveUp,
 	}
-	c := &Client{base: base, http: rc, userAgent: opts.UserAgent, logger: logger}
+	c := &Client{base: base, http: rc, userAgent: opts.UserAgent, logger: logger, fence: opts.Fence}
 	switch {
 	case opts.Username != "" && opts.Password != "":
 		c.auth = "Basic " + basicAuth(opts.Username, opts.Password)
@@ -160,7 +174,8 @@ func ParseTrackingURI(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("MLFLOW_TRACKING_URI is not a URL: %w", redactURLError(err))
+		// url.Parse's errors quote the value, which may hold a password or a token.
+		return nil, errors.New("MLFLOW_TRACKING_URI is not a valid URL (its value is not shown: it may hold credentials): use the server's base URL, e.g. https://mlflow.example.com, and put credentials in MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("MLFLOW_TRACKING_URI must be an http:// or https:// URL of an MLflow server, got scheme %q (file and database URIs are not supported)", u.Scheme)
@@ -169,7 +184,8 @@ func ParseTrackingURI(raw string) (*url.URL, error) {
 		return nil, errors.New("MLFLOW_TRACKING_URI has no host: use a URL such as http://127.0.0.1:5000")
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("MLFLOW_TRACKING_URI %s carries credentials: move them to MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD", u.Redacted())
+		// Not even the user name is echoed: it is often a token.
+		return nil, fmt.Errorf("MLFLOW_TRACKING_URI %s carries credentials: move them to MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)", WithoutCredentials(u))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, errors.New("MLFLOW_TRACKING_URI must not have a query or fragment: use the server's base URL")
@@ -178,13 +194,15 @@ func ParseTrackingURI(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactURLError drops the URL (which may hold a password) from a url.Parse error.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
+// WithoutCredentials renders a URL with its user information, if any, replaced by
+// "***": neither a password nor a user name (often a token) is shown.
+func WithoutCredentials(u *url.URL) string {
+	c := *u
+	c.User = nil
+	if u.User == nil {
+		return c.String()
 	}
-	return err
+	return strings.Replace(c.String(), "://", "://***@", 1)
 }
 
 func newTransport(opts Options) (http.RoundTripper, error) {
@@ -238,6 +256,14 @@ type endpointKey struct{}
 // parameters from the body too). out, when not nil, receives the decoded JSON response.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	name := endpointName(path)
+	if c.fence != nil && method != http.MethodGet && path != "runs/search" {
+		fenced, cancel, err := c.fence(ctx)
+		if err != nil {
+			return fmt.Errorf("mlflow %s %s: %w", method, name, err)
+		}
+		defer cancel()
+		ctx = fenced
+	}
 	u := *c.base
 	u.Path = c.base.Path + apiPrefix + path
 	var body []byte
@@ -269,31 +295,43 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Authorization", c.auth)
 	}
 
-	// The body is read inside the retry loop, so a response cut off mid-body, or a 2xx
-	// body that is not JSON, counts as a failed attempt and is retried like a 503.
+	// The body is read inside the retry loop, so a response cut off mid-body counts as a
+	// failed attempt and is retried like a 503. A 2xx answer is decoded as it streams in,
+	// into a fresh value per attempt; one that is not JSON at all (an HTML page: a proxy's
+	// login page, the UI) is not MLflow's API, and retrying will not change that.
 	var read *http.Response
 	var payload []byte
+	var decoded reflect.Value
 	req.SetResponseHandler(func(resp *http.Response) error {
-		b, err := readBody(resp)
+		if resp.StatusCode/100 != 2 || out == nil {
+			b, err := readBody(resp, maxErrorBody)
+			if err != nil {
+				return fmt.Errorf("read response: %w", err)
+			}
+			read, payload = resp, b
+			return nil
+		}
+		v, err := decodeBody(resp, out)
 		if err != nil {
-			return fmt.Errorf("read response: %w", err)
+			return err
 		}
-		if resp.StatusCode/100 == 2 && out != nil && !isJSON(b) {
-			return fmt.Errorf("response is not JSON: %q", clip(string(b)))
-		}
-		read, payload = resp, b
+		read, decoded = resp, v
 		return nil
 	})
 
 	resp, err := c.http.Do(req)
 	if resp != nil && resp != read {
 		// The final attempt was a retryable status whose body nobody read yet.
-		payload, _ = readBody(resp)
+		payload, _ = readBody(resp, maxErrorBody)
 	}
 	var g *gaveUp
+	var notAPI *NotMLflowError
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("mlflow %s %s: %w", method, name, ctx.Err())
+	case errors.As(err, &notAPI):
+		notAPI.Method, notAPI.Endpoint = method, name
+		return notAPI
 	case resp != nil && resp.StatusCode/100 != 2:
 		e := decodeError(method, name, resp.StatusCode, resp.Header, payload)
 		if errors.As(err, &g) && g.attempts > 1 {
@@ -305,27 +343,87 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	case err != nil:
 		return fmt.Errorf("mlflow %s %s: %w: %w", method, name, ErrUnreachable, err)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(payload, out); err != nil {
-		return fmt.Errorf("mlflow %s %s: decode response: %w", method, name, err)
+	if out != nil && decoded.IsValid() {
+		reflect.ValueOf(out).Elem().Set(decoded.Elem())
 	}
 	return nil
+}
+
+// decodeBody decodes a 2xx answer as it streams in, into a new value of out's type, and
+// within maxBody. A body that does not start like JSON is a NotMLflowError; one that
+// breaks off or is malformed is an error the retry loop retries.
+func decodeBody(resp *http.Response, out any) (reflect.Value, error) {
+	defer resp.Body.Close()
+	limited := &io.LimitedReader{R: resp.Body, N: maxBody + 1}
+	br := bufio.NewReader(limited)
+	first, err := firstByte(br)
+	if err != nil {
+		return reflect.Value{}, fmt.Errorf("read response: %w", err)
+	}
+	if first != '{' && first != '[' {
+		head, _ := br.Peek(4096)
+		return reflect.Value{}, &NotMLflowError{StatusCode: resp.StatusCode, Message: textMessage(resp.Header, head)}
+	}
+	v := reflect.New(reflect.TypeOf(out).Elem())
+	if err := json.NewDecoder(br).Decode(v.Interface()); err != nil {
+		if limited.N <= 0 {
+			return reflect.Value{}, &NotMLflowError{StatusCode: resp.StatusCode, Message: fmt.Sprintf("an answer larger than %d MiB", maxBody>>20)}
+		}
+		return reflect.Value{}, fmt.Errorf("decode response: %w", err)
+	}
+	return v, nil
+}
+
+// firstByte returns the first byte that is not white space.
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if b != ' ' && b != '\n' && b != '\r' && b != '\t' {
+			return b, br.UnreadByte()
+		}
+	}
+}
+
+// NotMLflowError is an answer that is not MLflow's REST API: an HTML page, text, an
+// answer too large to be one. Retrying does not help; MLFLOW_TRACKING_URI likely points
+// at something else (a proxy's login page, a load balancer, the UI of another service).
+type NotMLflowError struct {
+	Method, Endpoint string
+	StatusCode       int
+	Message          string // what came back, summarised
+}
+
+func (e *NotMLflowError) Error() string {
+	return fmt.Sprintf("mlflow %s %s: HTTP %d with %s, not MLflow's API: check that MLFLOW_TRACKING_URI is the MLflow server's base URL",
+		e.Method, e.Endpoint, e.StatusCode, cmpOrStr(e.Message, "an empty body"))
+}
+
+// Is makes a NotMLflowError match ErrNotMLflow.
+func (e *NotMLflowError) Is(target error) bool { return target == ErrNotMLflow }
+
+// ErrNotMLflow matches answers that are not MLflow's API.
+var ErrNotMLflow = errors.New("not MLflow's API")
+
+func cmpOrStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // ErrUnreachable wraps failures where no HTTP response came back in the end:
 // connection refused, DNS, TLS, timeouts, bodies cut off on every attempt.
 var ErrUnreachable = errors.New("MLflow unreachable")
 
-func readBody(resp *http.Response) ([]byte, error) {
+// readBody reads at most limit bytes of a body (what is beyond is dropped).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, err
-	}
-	if len(b) > maxBody {
-		return nil, fmt.Errorf("response larger than %d bytes", maxBody)
 	}
 	return b, nil
 }
@@ -364,6 +462,9 @@ func retryableStatus(code int) bool {
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	if errors.Is(err, ErrNotMLflow) {
+		return false, err // another kind of server: asking again gets the same page
 	}
 	if err != nil {
 		retry, perm := retryablehttp.ErrorPropagatedRetryPolicy(ctx, nil, err)
@@ -447,24 +548,34 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 	return resp, &gaveUp{attempts: attempts, err: err}
 }
 
-// instrumented reports every attempt to the Observer.
+// instrumented reports every attempt to the Observer, and warns about an attempt that
+// goes unanswered for longer than slow.
 type instrumented struct {
 	next     http.RoundTripper
-	observer Observer
+	observer Observer // may be nil
+	logger   *slog.Logger
+	slow     time.Duration
 }
 
 func (t instrumented) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	resp, err := t.next.RoundTrip(req)
 	name, _ := req.Context().Value(endpointKey{}).(string)
 	if name == "" {
 		name = "other"
 	}
+	watch := time.AfterFunc(t.slow, func() {
+		t.logger.Warn("MLflow has not answered a request yet; still waiting (MLFLOW_HTTP_REQUEST_TIMEOUT bounds it)",
+			"endpoint", name, "waited", t.slow.String())
+	})
+	resp, err := t.next.RoundTrip(req)
+	watch.Stop()
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
 	}
-	t.observer.ObserveMLflowRequest(name, code, time.Since(start))
+	if t.observer != nil {
+		t.observer.ObserveMLflowRequest(name, code, time.Since(start))
+	}
 	return resp, err
 }
 
@@ -509,7 +620,7 @@ func (c *Client) Health(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mlflow health: %w: %w", ErrUnreachable, err)
 	}
-	b, err := readBody(resp)
+	b, err := readBody(resp, maxErrorBody)
 	if err != nil {
 		return fmt.Errorf("mlflow health: %w: %w", ErrUnreachable, err)
 	}

@@ -3,6 +3,7 @@ package transitions
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +22,22 @@ type Nudger interface {
 	Nudge(model, version string)
 }
 
+// AliasNudger is told which alias a webhook said moved (Reconciler satisfies it): the
+// version modelgate's records put there is looked at.
+type AliasNudger interface {
+	NudgeAlias(model, alias string)
+}
+
+// Relayer is a Nudger that passes nudges on to another replica (a follower forwarding
+// to its leader) and can fail to: the delivery is then answered 503 with Retry-After, so
+// that MLflow sends it again, instead of being lost.
+type Relayer interface {
+	RelayNudge(model, version string) error
+	RelayAlias(model, alias string) error
+}
+
 // WebhookRecorder counts deliveries by result: accepted, duplicate, ignored,
-// bad_signature, stale, malformed, too_large.
+// bad_signature, stale, malformed, too_large, busy, unavailable.
 type WebhookRecorder interface {
 	WebhookDelivery(result string)
 }
@@ -37,10 +52,17 @@ type WebhookOptions struct {
 	// Window is how far a delivery's timestamp may be from now (default 5 minutes:
 	// MLflow retries a failed delivery with the same timestamp for up to about 3).
 	Window time.Duration
-	// MaxBody bounds a delivery's body (default 1 MiB; MLflow's are under 10 KB).
+	// MaxBody bounds a delivery's body (default 64 KiB: MLflow's largest, a new version
+	// with a 5,000-character description and its tags, is under 40 KiB).
 	MaxBody int64
+	// MaxInFlight bounds the deliveries handled at once (default 16); beyond it the
+	// answer is 429, which MLflow retries.
+	MaxInFlight int
 	// Remember is how many delivery ids are kept to drop repeats (default 10,000).
 	Remember int
+	// LogEvery bounds the refusal warnings: at most one per kind per LogEvery (default
+	// 10s), saying how many were refused since (the counter keeps the exact number).
+	LogEvery time.Duration
 }
 
 // WebhookReceiver serves POST /webhooks/mlflow. It verifies each delivery's signature
@@ -49,8 +71,10 @@ type WebhookOptions struct {
 // cannot bypass the policy. It answers 2xx once a delivery is accepted, 4xx for a bad
 // signature or body, never 5xx for a bad request.
 type WebhookReceiver struct {
-	opts WebhookOptions
-	seen *recentIDs
+	opts     WebhookOptions
+	seen     *recentIDs
+	inFlight chan struct{}
+	refusals *logLimiter
 }
 
 // NewWebhookReceiver builds the receiver; the secret is required.
@@ -68,13 +92,49 @@ func NewWebhookReceiver(opts WebhookOptions) (*WebhookReceiver, error) {
 		opts.Clock = time.Now
 	}
 	opts.Window = cmp.Or(opts.Window, 5*time.Minute)
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = 1 << 20
+	opts.MaxBody = cmp.Or(opts.MaxBody, 64<<10)
+	opts.MaxInFlight = cmp.Or(opts.MaxInFlight, 16)
+	opts.Remember = cmp.Or(opts.Remember, 10_000)
+	opts.LogEvery = cmp.Or(opts.LogEvery, 10*time.Second)
+	return &WebhookReceiver{opts: opts, seen: newRecentIDs(opts.Remember), inFlight: make(chan struct{}, opts.MaxInFlight),
+		refusals: &logLimiter{every: opts.LogEvery, now: opts.Clock, last: map[string]time.Time{}, quiet: map[string]int{}}}, nil
+}
+
+// logLimiter lets one warning of each kind through per period and counts the rest.
+type logLimiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	now   func() time.Time
+	last  map[string]time.Time
+	quiet map[string]int
+}
+
+// allow reports whether a warning of kind may be logged now, and how many were
+// suppressed since the last one.
+func (l *logLimiter) allow(kind string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if last, ok := l.last[kind]; ok && now.Sub(last) < l.every {
+		l.quiet[kind]++
+		return false, 0
 	}
-	if opts.Remember <= 0 {
-		opts.Remember = 10_000
+	l.last[kind] = now
+	n := l.quiet[kind]
+	l.quiet[kind] = 0
+	return true, n
+}
+
+// refuse logs a refusal (rate-limited) and answers it.
+func (h *WebhookReceiver) refuse(w http.ResponseWriter, code int, result, msg, why string, err error) {
+	if ok, suppressed := h.refusals.allow(result); ok {
+		args := []any{"result", result, "error", err}
+		if suppressed > 0 {
+			args = append(args, "refused_since_last_warning", suppressed)
+		}
+		h.opts.Logger.Warn("webhook delivery refused: "+why, args...)
 	}
-	return &WebhookReceiver{opts: opts, seen: newRecentIDs(opts.Remember)}, nil
+	h.answer(w, code, result, msg)
 }
 
 func (h *WebhookReceiver) record(result string) {
@@ -96,26 +156,42 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, http.StatusMethodNotAllowed, "malformed", "POST only")
 		return
 	}
+	// Nothing of an unauthenticated request is read beyond its headers: a request
+	// without MLflow's signature headers, or with a timestamp outside the window, is
+	// refused before its body (a flood of 1 MiB bodies took the RSS from 19 to 370 MB).
+	switch err := mlflow.CheckDeliveryHeaders(r.Header, h.opts.Clock(), h.opts.Window); {
+	case errors.Is(err, mlflow.ErrStaleDelivery):
+		h.refuse(w, http.StatusBadRequest, "stale", "timestamp outside the accepted window", "timestamp outside the window", err)
+		return
+	case err != nil:
+		h.refuse(w, http.StatusUnauthorized, "bad_signature", "signature missing or malformed", "no valid signature headers (check MODELGATE_WEBHOOK_SECRET matches the webhook's secret in MLflow)", err)
+		return
+	}
+	if r.ContentLength > h.opts.MaxBody {
+		h.refuse(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", h.opts.MaxBody), "body too large", nil)
+		return
+	}
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, http.StatusTooManyRequests, "busy", "too many deliveries at once; retry", "too many deliveries at once", nil)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		h.answer(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", h.opts.MaxBody))
+		h.refuse(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", h.opts.MaxBody), "body too large", nil)
 		return
 	case err != nil:
 		h.answer(w, http.StatusBadRequest, "malformed", "body could not be read")
 		return
 	}
-	// Nothing of an unauthenticated request is parsed or trusted.
 	id, err := mlflow.VerifyDelivery(h.opts.Secret, r.Header, body, h.opts.Clock(), h.opts.Window)
-	switch {
-	case errors.Is(err, mlflow.ErrStaleDelivery):
-		h.opts.Logger.Warn("webhook delivery refused: timestamp outside the window", "error", err)
-		h.answer(w, http.StatusBadRequest, "stale", "timestamp outside the accepted window")
-		return
-	case err != nil:
-		h.opts.Logger.Warn("webhook delivery refused: bad signature (check MODELGATE_WEBHOOK_SECRET matches the webhook's secret in MLflow)", "error", err)
-		h.answer(w, http.StatusUnauthorized, "bad_signature", "signature does not match")
+	if err != nil {
+		h.refuse(w, http.StatusUnauthorized, "bad_signature", "signature does not match", "bad signature (check MODELGATE_WEBHOOK_SECRET matches the webhook's secret in MLflow)", err)
 		return
 	}
 	if !h.seen.add(id) {
@@ -124,8 +200,20 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d, data, err := mlflow.ParseDelivery(body)
 	if err != nil {
-		h.opts.Logger.Warn("webhook delivery refused: malformed body", "delivery_id", id, "error", err)
-		h.answer(w, http.StatusBadRequest, "malformed", "malformed body")
+		h.refuse(w, http.StatusBadRequest, "malformed", "malformed body", "malformed body", err)
+		return
+	}
+	relay, relays := h.opts.Nudger.(Relayer)
+	if alias, ok := aliasEvent(d); ok {
+		if relays {
+			if err := relay.RelayAlias(alias.Name, alias.Alias); err != nil {
+				h.unavailable(w, id, err)
+				return
+			}
+		} else if an, ok := h.opts.Nudger.(AliasNudger); ok {
+			an.NudgeAlias(alias.Name, alias.Alias)
+		}
+		h.answer(w, http.StatusAccepted, "accepted", "accepted")
 		return
 	}
 	if !relevant(d, data) {
@@ -133,8 +221,37 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.opts.Logger.Debug("webhook", "entity", d.Entity, "action", d.Action, "model", data.Name, "version", data.Version, "key", data.Key)
-	h.opts.Nudger.Nudge(data.Name, data.Version)
+	if relays {
+		if err := relay.RelayNudge(data.Name, data.Version); err != nil {
+			h.unavailable(w, id, err)
+			return
+		}
+	} else {
+		h.opts.Nudger.Nudge(data.Name, data.Version)
+	}
 	h.answer(w, http.StatusAccepted, "accepted", "accepted")
+}
+
+// unavailable answers a delivery that could not be passed on with 503 and Retry-After,
+// and forgets its id, so that MLflow's retry of it is taken rather than dropped as a
+// repeat.
+func (h *WebhookReceiver) unavailable(w http.ResponseWriter, id string, err error) {
+	h.seen.remove(id)
+	w.Header().Set("Retry-After", "2")
+	h.refuse(w, http.StatusServiceUnavailable, "unavailable", "no leader to pass the delivery to yet; retry", "delivery not passed on to the leader", err)
+}
+
+// aliasEvent reads an alias delivery (model_version_alias.created, also sent when the
+// alias moves, and .deleted): a protected target may have been moved by hand.
+func aliasEvent(d mlflow.Delivery) (struct{ Name, Alias string }, bool) {
+	var a struct{ Name, Alias string }
+	if d.Entity != "model_version_alias" || (d.Action != "created" && d.Action != "deleted") {
+		return a, false
+	}
+	if json.Unmarshal(d.Data, &a) != nil || a.Name == "" || a.Alias == "" {
+		return a, false
+	}
+	return a, true
 }
 
 // relevant says whether a delivery can change what modelgate should do: a new version, or
@@ -178,6 +295,13 @@ func newRecentIDs(n int) *recentIDs {
 }
 
 // add records id and reports whether it was new.
+// remove forgets an id (its slot in the ring is reused later).
+func (r *recentIDs) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.ids, id)
+}
+
 func (r *recentIDs) add(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

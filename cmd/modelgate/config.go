@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/transitions"
@@ -48,6 +49,33 @@ type Config struct {
 	SigningKey         Secret `env:"MODELGATE_SIGNING_KEY"`
 	SigningKeyPrevious Secret `env:"MODELGATE_SIGNING_KEY_PREVIOUS"`
 	AuditExperiment    string `env:"MODELGATE_AUDIT_EXPERIMENT" envDefault:"modelgate-audit"`
+
+	// High availability: leader election on a Kubernetes Lease.
+	LeaderElection LeaderElection `env:"MODELGATE_LEADER_ELECTION" envDefault:"off"`
+	LeaseName      string         `env:"MODELGATE_LEASE_NAME" envDefault:"modelgate"`
+	LeaseNamespace string         `env:"MODELGATE_LEASE_NAMESPACE"`
+	LeaseDuration  time.Duration  `env:"MODELGATE_LEASE_DURATION" envDefault:"15s"`
+	PodName        string         `env:"POD_NAME"`
+	PodNamespace   string         `env:"POD_NAMESPACE"`
+	PodIP          string         `env:"POD_IP"`
+	Kubeconfig     string         `env:"KUBECONFIG"`
+	InCluster      string         `env:"KUBERNETES_SERVICE_HOST"`
+}
+
+// LeaderElection is MODELGATE_LEADER_ELECTION.
+type LeaderElection string
+
+// UnmarshalText accepts off or kubernetes.
+func (l *LeaderElection) UnmarshalText(b []byte) error {
+	switch v := strings.ToLower(strings.TrimSpace(string(b))); v {
+	case "off", "", "false":
+		*l = "off"
+	case "kubernetes":
+		*l = "kubernetes"
+	default:
+		return fmt.Errorf("%q is not a leader election mode: use off (one replica) or kubernetes (a Lease; run two replicas)", string(b))
+	}
+	return nil
 }
 
 // auditOff is the MODELGATE_AUDIT_EXPERIMENT value that turns the audit trail off.
@@ -123,7 +151,9 @@ func (c Config) validate() []string {
 	}
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p = append(p, "MODELGATE_WEBHOOK_URL: must be the http(s) URL MLflow should call, e.g. https://modelgate.example.com/webhooks/mlflow")
+			p = append(p, "MODELGATE_WEBHOOK_URL: must be the http(s) URL MLflow should call, e.g. https://modelgate.example.com/webhooks/mlflow (the value is not shown)")
+		} else if u.User != nil {
+			p = append(p, "MODELGATE_WEBHOOK_URL carries credentials: MLflow stores and logs webhook URLs, so they must not hold any; modelgate checks MODELGATE_WEBHOOK_SECRET's signature instead")
 		} else if c.WebhookSecret == "" {
 			p = append(p, "MODELGATE_WEBHOOK_URL is set but MODELGATE_WEBHOOK_SECRET is not: modelgate registers its webhook with a secret and refuses unsigned deliveries")
 		}
@@ -141,12 +171,25 @@ func (c Config) validate() []string {
 	if c.SigningKeyPrevious != "" && c.SigningKey == "" {
 		p = append(p, "MODELGATE_SIGNING_KEY_PREVIOUS is set but MODELGATE_SIGNING_KEY is not: the previous key only verifies; set the new key in MODELGATE_SIGNING_KEY")
 	}
+	if c.LeaderElection == "kubernetes" {
+		if c.LeaseDuration < 3*time.Second {
+			p = append(p, fmt.Sprintf("MODELGATE_LEASE_DURATION=%s: must be at least 3s (default 15s); the leader renews every 2/15 of it", c.LeaseDuration))
+		}
+		if errs := validation.IsDNS1123Subdomain(c.LeaseName); len(errs) > 0 {
+			p = append(p, fmt.Sprintf("MODELGATE_LEASE_NAME=%s: not a Kubernetes object name: %s", c.LeaseName, strings.Join(errs, "; ")))
+		}
+		if c.InCluster == "" && c.Kubeconfig == "" {
+			p = append(p, "MODELGATE_LEADER_ELECTION=kubernetes outside a cluster needs KUBECONFIG (the path of a kubeconfig file); in a pod, the service account is used")
+		}
+	}
 	if strings.TrimSpace(c.AuditExperiment) == "" {
 		p = append(p, "MODELGATE_AUDIT_EXPERIMENT is empty: name the experiment of the audit trail (default modelgate-audit), or set it to off")
 	}
 	if c.UIURL != "" {
 		if u, err := url.Parse(c.UIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p = append(p, "MODELGATE_UI_URL: must be an http:// or https:// URL, e.g. https://mlflow.example.com")
+			p = append(p, "MODELGATE_UI_URL: must be an http:// or https:// URL, e.g. https://mlflow.example.com (the value is not shown)")
+		} else if u.User != nil {
+			p = append(p, "MODELGATE_UI_URL carries credentials: it is copied into every report and notification, so it must not hold any; give the UI's plain address")
 		}
 	}
 	return p

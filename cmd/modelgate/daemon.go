@@ -21,6 +21,7 @@ import (
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/rules"
 	"github.com/modelgate/modelgate/transitions"
+	"github.com/modelgate/modelgate/transitions/leader"
 	"github.com/modelgate/modelgate/transitions/notify"
 )
 
@@ -58,13 +59,17 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 // daemon is `modelgate run` wired up: configuration, MLflow client, metrics, notifier
 // and reconciler, ready to serve.
 type daemon struct {
+	limits   serverLimits
 	cfg      Config
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
 	client   *mlflow.Client
 	sender   *notify.Notifier
-	rec      *transitions.Reconciler
+	rec      *transitions.Reconciler // without leader election; with it, one per term (newReconciler)
+	recCfg   transitions.Config
+	elector  *leader.Elector // nil without leader election
+	router   *router
 }
 
 // newDaemon reads the configuration and the policy and builds the daemon; on a problem it
@@ -89,11 +94,21 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 	if err != nil {
 		return nil, printPolicyError(stdout, stderr, err)
 	}
-	d := &daemon{cfg: cfg, logger: newLogger(cfg, stderr), registry: prometheus.NewRegistry()}
+	d := &daemon{cfg: cfg, logger: newLogger(cfg, stderr), registry: prometheus.NewRegistry(), limits: defaultLimits()}
 	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.metrics = metrics.New(buildVersion(), d.registry)
 	d.metrics.InitSeries(metricSeries(policy))
-	if d.client, err = newClient(cfg, d.logger, d.metrics); err != nil {
+	var fence func(context.Context) (context.Context, context.CancelFunc, error)
+	if cfg.LeaderElection == "kubernetes" && !cfg.DryRun {
+		if d.elector, err = newElector(cfg, d.logger, d.metrics); err != nil {
+			fmt.Fprintf(stderr, "modelgate: %v\n", err)
+			return nil, exitUsage
+		}
+		fence = d.elector.Fence
+	} else {
+		d.metrics.Leader(true) // the one replica decides
+	}
+	if d.client, err = newClient(cfg, d.logger, d.metrics, fence); err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
 		return nil, exitUsage
 	}
@@ -103,6 +118,7 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		UIURL:     cfg.UIURL,
 		Logger:    d.logger,
 		Recorder:  d.metrics,
+		Fence:     fence,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
@@ -119,7 +135,7 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		d.logger.Warn("MODELGATE_SIGNING_KEY is not set: a dry run reads records without checking their signatures")
 	}
 	start := time.Now()
-	d.rec, err = transitions.New(transitions.Config{
+	d.recCfg = transitions.Config{
 		Reader:       d.client,
 		Writer:       writer,
 		Policy:       policy,
@@ -131,24 +147,49 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 		Concurrency:  cfg.Concurrency,
 		Since:        cfg.Since.Cutoff(start),
 		PollInterval: cfg.PollInterval,
-	})
-	if err != nil {
+	}
+	if d.rec, err = transitions.New(d.recCfg); err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
 		return nil, exitUsage
 	}
+	d.router = &router{elector: d.elector, secret: []byte(cfg.WebhookSecret.Reveal()), logger: d.logger,
+		client: &http.Client{Timeout: 5 * time.Second}}
+	if d.elector == nil {
+		d.router.set(d.rec)
+	}
 	d.logger.Info("modelgate starting", "version", buildVersion(), "tracking_uri", d.client.TrackingURI(), "policy", cfg.PolicyPath,
-		"policy_digest", policy.Digest(), "gates", len(policy.Gates), "dry_run", cfg.DryRun, "once", once,
+		"policy_file_digest", policy.Digest(), "gates", len(policy.Gates), "dry_run", cfg.DryRun, "once", once,
 		"audit_experiment", cfg.AuditExperiment,
-		"since", cfg.Since.Cutoff(start).Format(time.RFC3339), "poll_interval", cfg.PollInterval.String())
+		"since", cfg.Since.Cutoff(start).Format(time.RFC3339), "poll_interval", cfg.PollInterval.String(),
+		"leader_election", string(cfg.LeaderElection))
+	// policy_digest is a gate's, as in modelgate.record, the report and the audit trail:
+	// it changes only when that gate's definition does.
+	for _, g := range policy.Gates {
+		d.logger.Info("gate", "gate", g.Name, "models", strings.Join(g.Models, ","), "policy_digest", g.Digest())
+	}
 	return d, exitOK
 }
 
 // runOnce is `run --once`: one full pass, its notifications drained, then the exit code.
+// With leader election it waits for the lease, makes its pass as the leader, and gives
+// the lease back.
 func (d *daemon) runOnce(ctx context.Context) int {
 	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
 	var g errgroup.Group
 	g.Go(func() error { d.sender.Run(notifyCtx); return nil })
-	err := d.rec.RunOnce(ctx)
+	var err error
+	if d.elector == nil {
+		err = d.rec.RunOnce(ctx)
+	} else {
+		electCtx, done := context.WithCancel(ctx)
+		err = errors.New("stopped before this replica could lead")
+		_ = d.elector.Run(electCtx, func(lead context.Context) {
+			defer done()
+			err = d.rec.RunOnce(lead)
+			d.sender.Flush(lead) // its notifications go out while this replica still leads
+		})
+		done()
+	}
 	stopNotify() // the notifier drains what the pass queued, within its deadline
 	_ = g.Wait()
 	if err != nil {
@@ -166,14 +207,20 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
 	mux.Handle("GET /healthz", liveHandler())
-	mux.Handle("GET /readyz", readyHandler(d.rec, d.client, 3*d.cfg.PollInterval+time.Minute, time.Now))
+	health := &cachedHealth{next: d.client, ttl: 2 * time.Second, now: time.Now}
+	staleAfter := 3*d.cfg.PollInterval + time.Minute
+	var ready readiness = soloReadiness{passes: d.rec, staleAfter: staleAfter}
+	if d.elector != nil {
+		ready = haReadiness{elector: d.elector, router: d.router, staleAfter: staleAfter}
+	}
+	mux.Handle("GET /readyz", readyHandler(health, ready, time.Now))
 	paths := "/metrics /healthz /readyz"
 	var receiver *transitions.WebhookReceiver
 	secret := d.cfg.WebhookSecret.Reveal()
 	if secret != "" {
 		var err error
 		receiver, err = transitions.NewWebhookReceiver(transitions.WebhookOptions{
-			Secret: []byte(secret), Nudger: d.rec, Recorder: d.metrics, Logger: d.logger,
+			Secret: []byte(secret), Nudger: d.router, Recorder: d.metrics, Logger: d.logger,
 		})
 		if err != nil {
 			ln.Close()
@@ -183,7 +230,12 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 		mux.Handle("/webhooks/mlflow", receiver)
 		paths += " /webhooks/mlflow"
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
+	// Every timeout set: a client that sends a byte at a time, or never reads the
+	// answer, is cut off instead of holding a connection (three slow clients were still
+	// held after 75 s with only ReadHeaderTimeout).
+	srv := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: d.limits.readHeader, ReadTimeout: d.limits.read, WriteTimeout: d.limits.write,
+		IdleTimeout: d.limits.idle, MaxHeaderBytes: 16 << 10}
 
 	// Notifications go out until the reconciler has stopped, then what is queued is
 	// drained (bounded): stopping never cuts a decision's notification short.
@@ -191,12 +243,7 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 	defer stopNotify()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { d.sender.Run(notifyCtx); return nil })
-	if receiver != nil && d.cfg.WebhookURL != "" && !d.cfg.DryRun {
-		g.Go(func() error {
-			transitions.KeepWebhookRegistered(gctx, d.client, d.cfg.WebhookURL, []byte(secret), d.logger)
-			return nil
-		})
-	}
+	registerWebhook := receiver != nil && d.cfg.WebhookURL != "" && !d.cfg.DryRun
 	d.logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -205,7 +252,39 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 		return nil
 	})
 	g.Go(func() error {
-		_ = d.rec.Run(gctx)
+		// The work of the leader: the reconciler and the webhook's registration. Without
+		// leader election this replica leads until it stops; with it, for each term it
+		// wins, on a fresh reconciler (what it believed last term may be stale).
+		lead := func(ctx context.Context, rec *transitions.Reconciler) {
+			var work errgroup.Group
+			if registerWebhook {
+				work.Go(func() error {
+					transitions.KeepWebhookRegistered(ctx, d.client, d.cfg.WebhookURL, []byte(secret), d.logger)
+					return nil
+				})
+			}
+			work.Go(func() error { return rec.Run(ctx) })
+			_ = work.Wait()
+		}
+		if d.elector == nil {
+			lead(gctx, d.rec)
+		} else {
+			_ = d.elector.Run(gctx, func(ctx context.Context) {
+				rec, err := transitions.New(d.recCfg)
+				if err != nil { // the same configuration built d.rec: cannot happen
+					d.logger.Error("reconciler", "error", err)
+					return
+				}
+				d.router.set(rec)
+				defer d.router.set(nil)
+				lead(ctx, rec)
+				// What this term queued goes out before the lease is given back (the
+				// fence still bounds each send by the lease).
+				flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				d.sender.Flush(flush)
+			})
+		}
 		d.logger.Info("shutting down")
 		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -218,6 +297,16 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 		return exitUsage
 	}
 	return exitOK
+}
+
+// serverLimits are the HTTP server's timeouts (docs/runbook.md, "Limits").
+type serverLimits struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// defaultLimits: a webhook delivery (at most 64 KiB) or a scrape takes well under these.
+func defaultLimits() serverLimits {
+	return serverLimits{readHeader: 5 * time.Second, read: 15 * time.Second, write: 30 * time.Second, idle: 60 * time.Second}
 }
 
 // metricSeries lists the gates, checks and notification formats of the policy, whose

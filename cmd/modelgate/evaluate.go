@@ -50,7 +50,7 @@ func runEvaluate(ctx context.Context, args, environ []string, stdout, stderr io.
 		return printPolicyError(stdout, stderr, err)
 	}
 	logger := newLogger(cfg, stderr)
-	client, err := newClient(cfg, logger, nil)
+	client, err := newClient(cfg, logger, nil, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
 		return exitUsage

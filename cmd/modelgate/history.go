@@ -60,7 +60,7 @@ func runHistory(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return exitUsage
 	}
 	logger := newLogger(cfg, stderr)
-	client, err := newClient(cfg, logger, nil)
+	client, err := newClient(cfg, logger, nil, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate: %v\n", err)
 		return exitUsage

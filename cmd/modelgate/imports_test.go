@@ -16,14 +16,16 @@ const module = "github.com/modelgate/modelgate"
 // It reads the real graph with `go list -deps`, so a forbidden import anywhere fails it.
 func TestPackageGraph(t *testing.T) {
 	allowed := map[string][]string{ // package -> packages of ours it may depend on
-		"rules":              {},
-		"metrics":            {},
-		"mlflow":             {},
-		"mlflow/mlflowtest":  {"mlflow"},
-		"transitions":        {"mlflow", "rules"},
-		"transitions/notify": {"transitions", "mlflow", "rules"},
-		"cmd/modelgate":      {"mlflow", "rules", "transitions", "transitions/notify", "metrics"},
-		"scripts/bench":      {"mlflow", "mlflow/mlflowtest", "rules", "transitions"},
+		"rules":                       {},
+		"metrics":                     {},
+		"mlflow":                      {},
+		"mlflow/mlflowtest":           {"mlflow"},
+		"transitions":                 {"mlflow", "rules"},
+		"transitions/notify":          {"transitions", "mlflow", "rules"},
+		"transitions/leader":          {},
+		"transitions/leader/kubetest": {},
+		"cmd/modelgate":               {"mlflow", "rules", "transitions", "transitions/notify", "transitions/leader", "metrics"},
+		"scripts/bench":               {"mlflow", "mlflow/mlflowtest", "rules", "transitions"},
 	}
 	ours := listPackages(t, "./...")
 	for _, pkg := range ours {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -27,10 +28,35 @@ type passTracker interface {
 	Halted() error
 }
 
-// readyHandler serves /readyz: ready when MLflow answers its health check now and a
-// pass has read MLflow successfully within staleAfter; 503 with the reason otherwise,
-// MLflow first, since it is the usual cause.
-func readyHandler(passes passTracker, mlflow healthChecker, staleAfter time.Duration, now func() time.Time) http.Handler {
+// cachedHealth answers MLflow's health for ttl after asking it once: /readyz is
+// unauthenticated, and 500 calls made 500 requests to MLflow before.
+type cachedHealth struct {
+	next healthChecker
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	at    time.Time
+	err   error
+	valid bool
+}
+
+func (c *cachedHealth) Health(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock() // callers wait for the one check in flight rather than start their own
+	if c.valid && c.now().Sub(c.at) < c.ttl {
+		return c.err
+	}
+	c.err = c.next.Health(ctx)
+	c.at, c.valid = c.now(), true
+	return c.err
+}
+
+// readyHandler serves /readyz: ready when MLflow answers its health check now and the
+// replica's own readiness holds (a recent pass, no halt; for a follower, the Kubernetes
+// API answering); 503 with the reason otherwise, MLflow first, since it is the usual
+// cause.
+func readyHandler(mlflow healthChecker, r readiness, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
@@ -40,20 +66,9 @@ func readyHandler(passes passTracker, mlflow healthChecker, staleAfter time.Dura
 			_, _ = fmt.Fprintf(w, "not ready: MLflow does not answer its health check: %v\n", err)
 			return
 		}
-		if err := passes.Halted(); err != nil {
+		if err := r.ready(now()); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, "not ready: writes halted: %v\n", err)
-			return
-		}
-		last := passes.LastSuccess()
-		switch age := now().Sub(last); {
-		case last.IsZero():
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintln(w, "not ready: no reconcile pass has completed yet")
-			return
-		case age > staleAfter:
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, "not ready: last successful pass %s ago (more than %s)\n", age.Round(time.Second), staleAfter)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
 			return
 		}
 		_, _ = fmt.Fprintln(w, "ok")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,8 +23,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// newClient builds the MLflow client from the MLFLOW_* settings.
-func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer) (*mlflow.Client, error) {
+// newClient builds the MLflow client from the MLFLOW_* settings. fence, when not nil,
+// guards every write (leader election).
+func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer, fence func(context.Context) (context.Context, context.CancelFunc, error)) (*mlflow.Client, error) {
 	return mlflow.New(mlflow.Options{
 		TrackingURI:    cfg.TrackingURI,
 		Token:          cfg.TrackingToken.Reveal(),
@@ -39,6 +41,7 @@ func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer) (*mlfl
 		UserAgent:      "modelgate/" + buildVersion(),
 		Logger:         logger,
 		Observer:       observer,
+		Fence:          fence,
 	})
 }
 
@@ -57,9 +60,16 @@ var errPolicyUnreadable = errors.New("policy file unreadable")
 
 // loadPolicy reads and validates the policy file.
 func loadPolicy(path string) (*rules.Policy, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: set MODELGATE_POLICY (or -f) to the policy file's path", errPolicyUnreadable, err)
+	}
+	defer f.Close()
+	// Read one byte past the limit, so that Load can say the file is too large without
+	// reading all of a huge one.
+	data, err := io.ReadAll(io.LimitReader(f, rules.MaxPolicyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w: set MODELGATE_POLICY (or -f) to the policy file's path", errPolicyUnreadable, path, err)
 	}
 	return rules.Load(path, data)
 }

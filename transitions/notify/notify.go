@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -46,6 +47,8 @@ type Notifier struct {
 	logger   *slog.Logger
 	recorder Recorder
 	drain    time.Duration
+	fence    func(ctx context.Context) (context.Context, context.CancelFunc, error)
+	pending  atomic.Int64 // notices queued or being sent
 }
 
 // Options configures New.
@@ -65,12 +68,16 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Fence, when set, is asked before each notice: a replica that is not the leader
+	// sends nothing (the notice stays unsent in the audit trail's outbox, and the leader
+	// sends it), and a send must end within the context it returns.
+	Fence func(ctx context.Context) (context.Context, context.CancelFunc, error)
 }
 
 // New resolves each notification's URL from its environment variable. A variable that
 // is unset or not an http(s) URL is an error naming the variable.
 func New(notifications []rules.Notification, opts Options) (*Notifier, error) {
-	w := &Notifier{uiURL: strings.TrimRight(opts.UIURL, "/"), logger: opts.Logger, recorder: opts.Recorder}
+	w := &Notifier{uiURL: strings.TrimRight(opts.UIURL, "/"), logger: opts.Logger, recorder: opts.Recorder, fence: opts.Fence}
 	var problems []string
 	for _, n := range notifications {
 		raw, ok := opts.LookupEnv(n.URLEnv)
@@ -128,10 +135,25 @@ func (w *Notifier) Notify(n transitions.Notice) {
 		}
 		return
 	}
+	w.pending.Add(1)
 	select {
 	case w.queue <- n:
 	default:
+		w.pending.Add(-1)
 		w.dropped(n, "queue full")
+	}
+}
+
+// Flush waits until every notice queued so far has been sent (or given up), or ctx ends.
+func (w *Notifier) Flush(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for w.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -171,6 +193,7 @@ func (w *Notifier) Run(ctx context.Context) {
 		select {
 		case n := <-w.queue:
 			w.send(sendCtx, n)
+			w.pending.Add(-1)
 			continue
 		case <-ctx.Done():
 		}
@@ -179,9 +202,11 @@ func (w *Notifier) Run(ctx context.Context) {
 			case n := <-w.queue:
 				if sendCtx.Err() != nil {
 					w.dropped(n, "shutting down")
+					w.pending.Add(-1)
 					continue
 				}
 				w.send(sendCtx, n)
+				w.pending.Add(-1)
 			default:
 				return
 			}
@@ -191,6 +216,15 @@ func (w *Notifier) Run(ctx context.Context) {
 
 // send posts a notice to every target that wants it, and reports it sent when all took it.
 func (w *Notifier) send(ctx context.Context, n transitions.Notice) {
+	if w.fence != nil {
+		fenced, cancel, err := w.fence(ctx)
+		if err != nil {
+			w.logger.Info("notification left to the leader", "model", n.Model, "version", n.Version, "event", n.Event, "reason", err)
+			return // not Sent: the audit trail keeps it unsent, and the leader sends it
+		}
+		defer cancel()
+		ctx = fenced
+	}
 	delivered := true
 	defer func() {
 		if delivered && n.Sent != nil {
@@ -207,7 +241,7 @@ func (w *Notifier) send(ctx context.Context, n transitions.Notice) {
 			delivered = false
 			continue
 		}
-		err = w.post(ctx, t.url, body)
+		err = w.post(ctx, t.url, n.ID, body)
 		result := "sent"
 		if err != nil {
 			result, delivered = "failed", false
@@ -226,13 +260,18 @@ func (w *Notifier) record(format, result string) {
 	}
 }
 
-func (w *Notifier) post(ctx context.Context, target string, body []byte) error {
+func (w *Notifier) post(ctx context.Context, target, id string, body []byte) error {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, target, body)
 	if err != nil {
 		return redact(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "modelgate")
+	if id != "" {
+		// The same for the same event, a repeat after a crash or a failover included:
+		// a receiver that keeps the keys it has seen drops the repeat.
+		req.Header.Set("Idempotency-Key", id)
+	}
 	resp, err := w.http.Do(req)
 	if err != nil {
 		return redact(err)
@@ -291,6 +330,9 @@ var eventVerb = map[rules.Event]string{
 	rules.EventPromoted:        "was promoted",
 	rules.EventRolledBack:      "was rolled back",
 	rules.EventExpired:         "review expired",
+	rules.EventSuperseded:      "no longer holds its target (superseded)",
+	rules.EventOverridden:      "was promoted by an override",
+	rules.EventTampered:        "had its modelgate state tampered with (restored)",
 }
 
 func (w *Notifier) payload(format string, n transitions.Notice) any {
