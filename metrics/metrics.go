@@ -48,6 +48,8 @@ type Metrics struct {
 	overrides          *prometheus.CounterVec
 	auditEvents        *prometheus.CounterVec
 	halted             prometheus.Gauge
+	staged             *prometheus.GaugeVec
+	recertDue          *prometheus.GaugeVec
 	leader             prometheus.Gauge
 	leadershipChanges  prometheus.Counter
 	gates              []string // the policy's gates, for the gauges a leader sets
@@ -119,6 +121,10 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		[]string{"event", "result"})
 	m.halted = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "writes_halted",
 		Help: "1 while modelgate writes nothing because most records fail verification (a wrong or lost signing key), else 0."})
+	m.staged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "staged_versions",
+		Help: "Versions in a rollout stage (status staged), by gate, as read from the registry each pass."}, []string{"gate"})
+	m.recertDue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "recertifications_due",
+		Help: "Promoted versions whose approval is older than the gate's recertify_after (status recertification_due), by gate."}, []string{"gate"})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
 		Help: "1 while this replica is the one that decides and writes (always, without leader election), else 0."})
 	m.leadershipChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leadership_changes_total",
@@ -130,7 +136,7 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
 		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
-		m.tamper, m.overrides, m.auditEvents, m.halted, m.leader, m.leadershipChanges,
+		m.tamper, m.overrides, m.auditEvents, m.halted, m.leader, m.leadershipChanges, m.staged, m.recertDue,
 	)
 	for _, r := range webhookResult {
 		m.webhookDeliveries.WithLabelValues(r)
@@ -233,9 +239,17 @@ func (m *Metrics) Leader(leading bool) {
 		return
 	}
 	m.leader.Set(0)
+	m.staged.Reset()
+	m.recertDue.Reset()
 	m.reviewsPending.Reset()
 	m.oldestReview.Reset()
 	m.lastSuccessfulPoll.Reset()
+}
+
+// Lifecycle implements transitions.Recorder.
+func (m *Metrics) Lifecycle(gate string, staged, recertificationDue int) {
+	m.staged.WithLabelValues(gate).Set(float64(staged))
+	m.recertDue.WithLabelValues(gate).Set(float64(recertificationDue))
 }
 
 // LeadershipChange implements leader.Observer.

@@ -96,6 +96,15 @@ func (c *Client) LogBatch(ctx context.Context, runID string, metrics []Metric, p
 	return c.do(ctx, http.MethodPost, "runs/log-batch", in, nil)
 }
 
+// LogInputs logs datasets on a run (runs/log-inputs), as mlflow.log_input does.
+func (c *Client) LogInputs(ctx context.Context, runID string, datasets []DatasetInput) error {
+	in := struct {
+		RunID    string         `json:"run_id"`
+		Datasets []DatasetInput `json:"datasets"`
+	}{runID, datasets}
+	return c.do(ctx, http.MethodPost, "runs/log-inputs", in, nil)
+}
+
 // FinishRun marks a run FINISHED.
 func (c *Client) FinishRun(ctx context.Context, runID string) error {
 	in := map[string]any{"run_id": runID, "status": "FINISHED", "end_time": time.Now().UnixMilli()}

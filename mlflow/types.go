@@ -246,8 +246,30 @@ type RunData struct {
 
 // Run is an MLflow run.
 type Run struct {
-	Info RunInfo `json:"info"`
-	Data RunData `json:"data"`
+	Info   RunInfo   `json:"info"`
+	Data   RunData   `json:"data"`
+	Inputs RunInputs `json:"inputs"`
+}
+
+// RunInputs are what a run was trained or evaluated on (mlflow.log_input).
+type RunInputs struct {
+	DatasetInputs []DatasetInput `json:"dataset_inputs,omitempty"`
+}
+
+// DatasetInput is one dataset logged on a run, with its tags (mlflow.data.context:
+// training, evaluation, ...).
+type DatasetInput struct {
+	Tags    Tags    `json:"tags,omitempty"`
+	Dataset Dataset `json:"dataset"`
+}
+
+// Dataset identifies a dataset: its name and digest (a hash of its content, computed by
+// MLflow's dataset classes), and where it came from.
+type Dataset struct {
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	SourceType string `json:"source_type,omitempty"`
+	Source     string `json:"source,omitempty"`
 }
 
 // LoggedModelInfo describes an MLflow 3 logged model.

@@ -69,19 +69,37 @@ func (g *Gate) canonical() []string {
 	if g.Promote.Protect {
 		lines = append(lines, "protect")
 	}
+	if g.Review.RecertifyAfter > 0 {
+		lines = append(lines, "recertify_after:"+g.Review.RecertifyAfter.String())
+	}
+	for _, st := range g.Promote.Rollout {
+		lines = append(lines, "rollout:"+st.Alias+":"+st.Soak.String())
+		for _, c := range st.Checks {
+			lines = append(lines, "rollout-check:"+st.Alias+":"+strings.Join(checkLine(c), "|"))
+		}
+	}
 	for _, c := range g.Checks {
-		pattern := ""
-		if c.GroupPattern != nil {
-			pattern = c.GroupPattern.String()
-		}
-		lines = append(lines, fmt.Sprintf("check:%s|%s|%s|%s|%s|%s|%s|%s|%s|%d|%s|%t|%s|%s|%s|%s|%s|%s",
-			c.Name, c.Kind, c.OnFail, strings.Join(c.Metrics, "\x00"), optNum(c.Min), optNum(c.Max),
-			pattern, optNum(c.MaxGap), optNum(c.MinRatio), c.MinGroups,
-			c.Baseline, c.GreaterIsBetter, optNum(c.Threshold), optNum(c.MinAbsoluteChange), optNum(c.MinRelativeChange),
-			c.Tag, c.Equals, c.Expr))
-		if c.OnMissing != "" {
-			lines = append(lines, "check-on-missing:"+c.Name+"="+string(c.OnMissing))
-		}
+		lines = append(lines, checkLine(c)...)
+	}
+	return lines
+}
+
+// checkLine is a check's canonical form, for the gate digest.
+func checkLine(c Check) []string {
+	pattern := ""
+	if c.GroupPattern != nil {
+		pattern = c.GroupPattern.String()
+	}
+	lines := []string{fmt.Sprintf("check:%s|%s|%s|%s|%s|%s|%s|%s|%s|%d|%s|%t|%s|%s|%s|%s|%s|%s",
+		c.Name, c.Kind, c.OnFail, strings.Join(c.Metrics, "\x00"), optNum(c.Min), optNum(c.Max),
+		pattern, optNum(c.MaxGap), optNum(c.MinRatio), c.MinGroups,
+		c.Baseline, c.GreaterIsBetter, optNum(c.Threshold), optNum(c.MinAbsoluteChange), optNum(c.MinRelativeChange),
+		c.Tag, c.Equals, c.Expr)}
+	if c.OnMissing != "" {
+		lines = append(lines, "check-on-missing:"+c.Name+"="+string(c.OnMissing))
+	}
+	if c.Kind == KindLineage {
+		lines = append(lines, fmt.Sprintf("check-lineage:%s=%t,%d", c.Name, c.GitCommit, c.Datasets))
 	}
 	return lines
 }

@@ -30,7 +30,18 @@ type Evidence struct {
 	// Baselines holds the version each baseline ref points at; a ref with no entry has
 	// no version yet (no alias, nothing in the stage).
 	Baselines map[BaselineRef]Baseline
+	// Datasets are the run's dataset inputs (mlflow.log_input).
+	Datasets []Dataset
 }
+
+// Dataset is a dataset a run logged as an input: its name, digest and context
+// (training, evaluation, ...).
+type Dataset struct {
+	Name, Digest, Context string
+}
+
+// GitCommitTag is the run tag MLflow sets to the commit of the code a run ran.
+const GitCommitTag = "mlflow.source.git.commit"
 
 // Baseline is the version a baseline check compares with.
 type Baseline struct {
@@ -151,6 +162,22 @@ func (g *Gate) Evaluate(ev *Evidence) Decision {
 	return d
 }
 
+// EvaluateStage runs the checks of rollout stage i (an index into Promote.Rollout) on the
+// evidence as it is at the end of the stage's soak, and decides as Evaluate does: a failed
+// reject check rejects, a failed review check asks the approvers, else the version moves
+// on.
+func (g *Gate) EvaluateStage(i int, ev *Evidence) Decision {
+	st := g.Promote.Rollout[i]
+	stage := *g
+	stage.Checks = st.Checks
+	stage.Review.Required = ReviewOnFailure
+	d := stage.Evaluate(ev)
+	if len(st.Checks) == 0 {
+		d.Reason = fmt.Sprintf("stage %s has no checks: it passes at the end of its soak", st.Alias)
+	}
+	return d
+}
+
 func (c *Check) run(ev *Evidence) CheckResult {
 	r := CheckResult{Name: c.Name, Kind: c.Kind, Bound: c.bound}
 	switch c.Kind {
@@ -164,6 +191,8 @@ func (c *Check) run(ev *Evidence) CheckResult {
 		c.tag(ev, &r)
 	case KindExpr:
 		c.expr(ev, &r)
+	case KindLineage:
+		c.lineage(ev, &r)
 	}
 	if r.Result != Pass {
 		// Every check is named by its policy name, failing ones included (a reviewer
@@ -219,6 +248,14 @@ func (c *Check) prepare() {
 		c.bound = fmt.Sprintf("= %q", c.Equals)
 	case KindExpr:
 		c.bound = "true"
+	case KindLineage:
+		if c.GitCommit {
+			bounds = append(bounds, "a git commit")
+		}
+		if c.Datasets > 0 {
+			bounds = append(bounds, fmt.Sprintf("%d+ dataset(s)", c.Datasets))
+		}
+		c.bound = strings.Join(bounds, ", ")
 	}
 }
 
@@ -533,6 +570,56 @@ func (c *Check) expr(ev *Evidence, r *CheckResult) {
 		r.Result, r.Message = Fail, "expression is false"
 	default:
 		r.Result, r.Message = Pass, c.ok
+	}
+}
+
+// lineage checks what the version was trained from. The observed value always names
+// the commit and each dataset (name and digest), so the reviewer approves a model tied to
+// its code and data. Something required and absent fails the check (its on_fail
+// applies), unless the check sets on_missing.
+func (c *Check) lineage(ev *Evidence, r *CheckResult) {
+	commit := strings.TrimSpace(ev.RunTags[GitCommitTag])
+	var parts, datasets []string
+	if commit != "" {
+		short := commit
+		if r := []rune(commit); len(r) > 12 { // a hash is shown as git shows it, by its first 12 characters
+			short = string(r[:12])
+		}
+		parts = append(parts, "commit "+short)
+	} else {
+		parts = append(parts, "no git commit")
+	}
+	for _, d := range ev.Datasets {
+		item := clipText(d.Name, 60)
+		if d.Digest != "" {
+			item += " (" + clipText(d.Digest, 16) + ")"
+		}
+		datasets = append(datasets, item)
+	}
+	if len(datasets) > 0 {
+		parts = append(parts, "datasets "+strings.Join(datasets, ", "))
+	} else {
+		parts = append(parts, "no datasets")
+	}
+	r.Observed = strings.Join(parts, "; ")
+	r.inputs = []string{"lineage:commit=" + strconv.Quote(commit)}
+	for _, d := range ev.Datasets {
+		r.inputs = append(r.inputs, "lineage:dataset="+strconv.Quote(d.Name)+"@"+strconv.Quote(d.Digest)+"/"+d.Context)
+	}
+	var lacking []string
+	if c.GitCommit && commit == "" {
+		lacking = append(lacking, "the run has no "+GitCommitTag+" tag")
+	}
+	if len(ev.Datasets) < c.Datasets {
+		lacking = append(lacking, fmt.Sprintf("%d dataset input(s) logged, %d needed", len(ev.Datasets), c.Datasets))
+	}
+	switch {
+	case len(lacking) == 0:
+		r.Result, r.Message = Pass, c.ok
+	case c.OnMissing != "":
+		r.Result, r.Message = Missing, strings.Join(lacking, "; ")
+	default:
+		r.Result, r.Message = Fail, strings.Join(lacking, "; ")
 	}
 }
 

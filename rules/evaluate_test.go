@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -433,5 +434,64 @@ func TestPolicyDigest(t *testing.T) {
 	}
 	if load(a).Gates[0].Digest() == load(b).Gates[0].Digest() {
 		t.Error("changing a bound kept the gate digest")
+	}
+}
+
+func TestLineage(t *testing.T) {
+	p, err := Load("lineage.yaml", []byte(`
+gates:
+  - name: g
+    models: ["*"]
+    checks:
+      - {name: reproducible, lineage: {git_commit: true, datasets: 2}, on_fail: review}
+      - {name: soft, lineage: {git_commit: true}, on_fail: reject, on_missing: review}
+    review: {approvers: [alice]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := p.GateFor("m")
+	two := []Dataset{{Name: "train-q3", Digest: "2981c147", Context: "training"}, {Name: "eval-q3", Digest: "77aa01f2", Context: "evaluation"}}
+	for _, tc := range []struct {
+		name     string
+		commit   string
+		datasets []Dataset
+		result   Result
+		observed string
+		message  string
+	}{
+		{"present", "4f2c9e1d0b7a", two, Pass, "commit 4f2c9e1d0b7a; datasets train-q3 (2981c147), eval-q3 (77aa01f2)", "reproducible ok"},
+		{"absent", "", nil, Fail, "no git commit; no datasets", "the run has no mlflow.source.git.commit tag; 0 dataset input(s) logged, 2 needed"},
+		{"partial", "4f2c9e1d0b7a", two[:1], Fail, "commit 4f2c9e1d0b7a; datasets train-q3 (2981c147)", "1 dataset input(s) logged, 2 needed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := &Evidence{Model: "m", Version: "1", RunTags: map[string]string{}, Datasets: tc.datasets}
+			if tc.commit != "" {
+				ev.RunTags[GitCommitTag] = tc.commit
+			}
+			d := g.Evaluate(ev)
+			c := d.Checks[0]
+			if c.Result != tc.result || c.Observed != tc.observed || !strings.Contains(c.Message, tc.message) {
+				t.Fatalf("got %s %q %q", c.Result, c.Observed, c.Message)
+			}
+			// A lineage check with on_missing set treats what is absent as missing.
+			if soft := d.Checks[1]; tc.commit == "" && (soft.Result != Missing || soft.Action != Review) {
+				t.Errorf("soft check: %s → %s", soft.Result, soft.Action)
+			}
+		})
+	}
+	// The datasets are evidence: another digest is another decision.
+	a := g.Evaluate(&Evidence{Model: "m", Version: "1", RunTags: map[string]string{GitCommitTag: "x"}, Datasets: two})
+	changed := slices.Clone(two)
+	changed[0].Digest = "ffffffff"
+	b := g.Evaluate(&Evidence{Model: "m", Version: "1", RunTags: map[string]string{GitCommitTag: "x"}, Datasets: changed})
+	if a.EvidenceDigest == b.EvidenceDigest {
+		t.Error("a dataset with another digest did not change the evidence digest")
+	}
+	for _, bad := range []string{"lineage: {}", "lineage: {datasets: -1}", "lineage: {git_commit: maybe}", "lineage: {commit: true}"} {
+		_, err := Load("bad.yaml", []byte("gates:\n  - name: g\n    models: [\"*\"]\n    checks:\n      - {name: c, "+bad+"}\n"))
+		if err == nil || !strings.Contains(err.Error(), "lineage") {
+			t.Errorf("%s: %v", bad, err)
+		}
 	}
 }

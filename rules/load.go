@@ -74,6 +74,11 @@ func Load(file string, data []byte) (*Policy, error) {
 		for i := range g.Checks {
 			g.Checks[i].prepare()
 		}
+		for _, st := range g.Promote.Rollout {
+			for i := range st.Checks {
+				st.Checks[i].prepare()
+			}
+		}
 	}
 	p.computeDigests()
 	return p, nil
@@ -438,6 +443,7 @@ func (l *loader) gate(n *yaml.Node) *Gate {
 				"overriders": func(_, v *yaml.Node) {
 					g.Review.Overriders = l.people(v, "review.overriders", "overrider")
 				},
+				"recertify_after": func(_, v *yaml.Node) { g.Review.RecertifyAfter = l.duration(v, "review.recertify_after") },
 			})
 		},
 		"promote": func(k, v *yaml.Node) { g.Promote = l.promotion(k, v) },
@@ -556,7 +562,7 @@ func (l *loader) stage(n *yaml.Node, what, s string) string {
 
 func (l *loader) promotion(key, n *yaml.Node) Promotion {
 	var p Promotion
-	var archiveNode *yaml.Node
+	var archiveNode, rolloutNode *yaml.Node
 	l.mapping(n, "promote", map[string]field{
 		"alias": func(_, v *yaml.Node) { p.Alias = l.alias(v, "promote.alias") },
 		"stage": func(_, v *yaml.Node) {
@@ -569,14 +575,71 @@ func (l *loader) promotion(key, n *yaml.Node) Promotion {
 			p.ArchiveExisting, _ = l.boolean(v, "promote.archive_existing")
 		},
 		"protect": func(_, v *yaml.Node) { p.Protect, _ = l.boolean(v, "promote.protect") },
+		"rollout": func(_, v *yaml.Node) {
+			rolloutNode = deref(v)
+			if rolloutNode.Kind != yaml.SequenceNode {
+				l.errorf(rolloutNode, "promote.rollout must be a list of stages, each {alias, soak, checks}, got %s", describe(rolloutNode))
+				return
+			}
+			for _, sn := range rolloutNode.Content {
+				p.Rollout = append(p.Rollout, l.rolloutStage(sn))
+			}
+		},
 	})
 	switch {
 	case p.Alias != "" && p.Stage != "":
 		l.errorf(key, "promote takes an alias or a stage, not both")
 	case archiveNode != nil && p.Alias != "":
 		l.errorf(archiveNode, "promote.archive_existing applies to stages only: an alias moves by itself")
+	case rolloutNode != nil && p.Target() == "":
+		l.errorf(rolloutNode, "promote.rollout leads to a target: set promote.alias or promote.stage too")
+	}
+	seen := map[string]bool{p.Alias: p.Alias != ""}
+	for i, st := range p.Rollout {
+		if st.Alias != "" && seen[st.Alias] {
+			l.errorf(rolloutNode.Content[i], "rollout stage alias %q is used twice (or is the final alias): each stage needs an alias of its own", st.Alias)
+		}
+		seen[st.Alias] = true
 	}
 	return p
+}
+
+// rolloutStage reads one stage of promote.rollout.
+func (l *loader) rolloutStage(n *yaml.Node) RolloutStage {
+	var st RolloutStage
+	soakGiven := false
+	l.mapping(n, "rollout stage", map[string]field{
+		"alias": func(_, v *yaml.Node) { st.Alias = l.alias(v, "rollout stage alias") },
+		"soak": func(_, v *yaml.Node) {
+			soakGiven = true
+			st.Soak = l.duration(v, "rollout stage soak")
+		},
+		"checks": func(_, v *yaml.Node) {
+			cn := deref(v)
+			if cn.Kind != yaml.SequenceNode {
+				l.errorf(cn, "rollout stage checks must be a list of checks (may be empty: []), got %s", describe(cn))
+				return
+			}
+			names := map[string]bool{}
+			for _, c := range cn.Content {
+				check := l.check(c)
+				if check.Name != "" && names[check.Name] {
+					l.errorf(c, "check name %q is used twice in this stage: names must be unique", check.Name)
+				}
+				names[check.Name] = true
+				st.Checks = append(st.Checks, check)
+			}
+		},
+	})
+	if deref(n).Kind == yaml.MappingNode {
+		if st.Alias == "" {
+			l.errorf(n, "rollout stage needs alias: the alias the version holds during the stage, e.g. challenger")
+		}
+		if !soakGiven {
+			l.errorf(n, "rollout stage %q needs soak: how long the version holds it before its checks, e.g. 24h", st.Alias)
+		}
+	}
+	return st
 }
 
 func (l *loader) notification(n *yaml.Node) Notification {
@@ -643,6 +706,7 @@ var checkFields = map[string][]Kind{
 	"tag":                 {KindTag},
 	"equals":              {KindTag},
 	"expr":                {KindExpr},
+	"lineage":             {KindLineage},
 }
 
 // kindOf decides a check's kind from the fields that name it.
@@ -664,6 +728,9 @@ func kindOf(keys map[string]*yaml.Node) (Kind, []string) {
 	}
 	if keys["expr"] != nil {
 		add(KindExpr, "expr")
+	}
+	if keys["lineage"] != nil {
+		add(KindLineage, "lineage")
 	}
 	if len(kinds) != 1 {
 		return "", why
@@ -697,9 +764,9 @@ func (l *loader) check(n *yaml.Node) Check {
 	kind, why := kindOf(keys)
 	if kind == "" {
 		if len(why) == 0 {
-			l.errorf(n, "%s needs one of metric, group_metric, tag or expr", label)
+			l.errorf(n, "%s needs one of metric, group_metric, tag, expr or lineage", label)
 		} else {
-			l.errorf(n, "%s mixes %s: a check has exactly one of metric, group_metric, tag or expr", label, strings.Join(why, ", "))
+			l.errorf(n, "%s mixes %s: a check has exactly one of metric, group_metric, tag, expr or lineage", label, strings.Join(why, ", "))
 		}
 		return c
 	}
@@ -734,6 +801,21 @@ func (l *loader) check(n *yaml.Node) Check {
 			c.Equals, _ = l.str(v, label+": equals")
 		} else {
 			l.errorf(n, "%s has no bound: give equals, the value the tag must have", label)
+		}
+	case KindLineage:
+		l.mapping(at("lineage"), label+": lineage", map[string]field{
+			"git_commit": func(_, v *yaml.Node) { c.GitCommit, _ = l.boolean(v, label+": lineage.git_commit") },
+			"datasets": func(_, v *yaml.Node) {
+				if n, ok := l.integer(v, label+": lineage.datasets"); ok {
+					if n < 0 {
+						l.errorf(v, "%s: lineage.datasets must be 0 or more", label)
+					}
+					c.Datasets = n
+				}
+			},
+		})
+		if !c.GitCommit && c.Datasets == 0 && deref(at("lineage")).Kind == yaml.MappingNode {
+			l.errorf(at("lineage"), "%s: lineage asks for nothing: set git_commit: true, datasets: N (at least N dataset inputs), or both", label)
 		}
 	case KindExpr:
 		if s, ok := l.str(at("expr"), label+": expr"); ok {

@@ -37,6 +37,7 @@ const (
 	KindBaseline  Kind = "baseline"  // metric compared with a baseline version (MLflow MetricThreshold)
 	KindTag       Kind = "tag"       // a tag equals a value
 	KindExpr      Kind = "expr"      // a CEL expression
+	KindLineage   Kind = "lineage"   // what the version was trained from: the code's commit, the datasets
 )
 
 // Check is one check of a gate. Which fields apply depends on Kind.
@@ -78,6 +79,11 @@ type Check struct {
 	Expr    string
 	program cel.Program
 
+	// Lineage checks: the run names its code's git commit (mlflow.source.git.commit),
+	// and logged at least Datasets dataset inputs (mlflow.log_input).
+	GitCommit bool
+	Datasets  int
+
 	bound, ok string // see prepare
 }
 
@@ -118,6 +124,9 @@ type ReviewPolicy struct {
 	// Overriders may promote a version despite failed checks and rejections (the urgent
 	// exception), with modelgate.override.<name> = reason.
 	Overriders []string
+	// RecertifyAfter: a promoted version whose approval is older than this needs fresh
+	// approvals (status recertification_due; it keeps its alias). 0: never.
+	RecertifyAfter time.Duration
 }
 
 // Promotion is where an approved version goes: an alias, or a stage.
@@ -128,6 +137,28 @@ type Promotion struct {
 	// Protect: a person's move of the alias (or stage) to a version modelgate did not
 	// promote is undone.
 	Protect bool
+	// Rollout lists the stages an approved version passes before the target: each an
+	// alias it holds for a soak, then checks on fresh evidence.
+	Rollout []RolloutStage
+}
+
+// RolloutStage is one step of a staged rollout: the version holds Alias for Soak, then
+// Checks are evaluated on the evidence as it is then (metrics an online-monitoring job
+// logged meanwhile, say).
+type RolloutStage struct {
+	Alias  string
+	Soak   time.Duration
+	Checks []Check
+}
+
+// StageIndex returns the position of the rollout stage whose alias is alias, or -1.
+func (p Promotion) StageIndex(alias string) int {
+	for i, s := range p.Rollout {
+		if s.Alias == alias {
+			return i
+		}
+	}
+	return -1
 }
 
 // Target renders the promotion as the modelgate.promoted_to tag does:
@@ -170,7 +201,11 @@ func (g *Gate) Digest() string { return g.digest }
 // Baselines lists the distinct baseline versions the gate's checks compare with.
 func (g *Gate) Baselines() []BaselineRef {
 	var out []BaselineRef
-	for _, c := range g.Checks {
+	checks := slices.Clone(g.Checks)
+	for _, st := range g.Promote.Rollout {
+		checks = append(checks, st.Checks...)
+	}
+	for _, c := range checks {
 		if c.Kind == KindBaseline && !slices.Contains(out, c.Baseline) {
 			out = append(out, c.Baseline)
 		}
@@ -186,10 +221,15 @@ func (g *Gate) CanRequestReview() bool {
 	case ReviewAlways:
 		return true
 	}
-	if g.OnMissing == Review && len(g.Checks) > 0 {
+	checks := slices.Clone(g.Checks)
+	for _, st := range g.Promote.Rollout {
+		checks = append(checks, st.Checks...)
+	}
+	if g.OnMissing == Review && len(checks) > 0 {
 		return true
 	}
-	return slices.ContainsFunc(g.Checks, func(c Check) bool { return c.OnFail == Review })
+	// A recertification asks the approvers again.
+	return g.Review.RecertifyAfter > 0 || slices.ContainsFunc(checks, func(c Check) bool { return c.OnFail == Review })
 }
 
 // Event is something a notification can be sent for.
@@ -205,11 +245,13 @@ const (
 	EventSuperseded      Event = "superseded"
 	EventOverridden      Event = "overridden"
 	EventTampered        Event = "tampered"
+	EventRecertDue       Event = "recertification_due"
+	EventStaged          Event = "staged"
 )
 
 // allEvents lists every event, in the order they are documented.
 var allEvents = []Event{EventReviewRequested, EventRejected, EventPromoted, EventRolledBack, EventExpired,
-	EventSuperseded, EventOverridden, EventTampered}
+	EventSuperseded, EventOverridden, EventTampered, EventRecertDue, EventStaged}
 
 // Notification is a webhook to call on events; its URL is read from the environment
 // variable URLEnv, never from the policy file.
@@ -260,12 +302,22 @@ func (p *Policy) Describe() string {
 		case len(g.Review.Approvers) > 0:
 			fmt.Fprintf(&b, "  review: %s, %d approval(s) from %s", g.Review.Required, g.Review.MinApprovals, strings.Join(g.Review.Approvers, ", "))
 			if g.Review.ExpiresAfter > 0 {
-				fmt.Fprintf(&b, ", expires after %s", fmtDuration(g.Review.ExpiresAfter))
+				fmt.Fprintf(&b, ", expires after %s", FormatDuration(g.Review.ExpiresAfter))
 			}
 			b.WriteString("\n")
 		}
 		if len(g.Review.Overriders) > 0 {
 			fmt.Fprintf(&b, "  overriders: %s\n", strings.Join(g.Review.Overriders, ", "))
+		}
+		if g.Review.RecertifyAfter > 0 {
+			fmt.Fprintf(&b, "  re-certification: approval needed again after %s\n", FormatDuration(g.Review.RecertifyAfter))
+		}
+		for _, st := range g.Promote.Rollout {
+			fmt.Fprintf(&b, "  rollout stage alias:%s: soak %s", st.Alias, FormatDuration(st.Soak))
+			for _, c := range st.Checks {
+				fmt.Fprintf(&b, "; check %s: %s %s %s, on_fail %s", c.Name, c.Kind, c.subject(), c.bound, c.OnFail)
+			}
+			b.WriteString("\n")
 		}
 		if t := g.Promote.Target(); t != "" {
 			fmt.Fprintf(&b, "  promote: %s", t)
@@ -299,12 +351,18 @@ func (c *Check) subject() string {
 		return c.Tag
 	case KindExpr:
 		return clipText(c.Expr, 60)
+	case KindLineage:
+		return "of the run:"
 	}
 	return ""
 }
 
-// fmtDuration writes 72h rather than 72h0m0s.
-func fmtDuration(d time.Duration) string {
+// FormatDuration writes a policy duration as the policy file does: 72h rather than
+// 72h0m0s, 90d rather than 2160h.
+func FormatDuration(d time.Duration) string {
+	if d >= 48*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour)) // as the policy file writes days
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

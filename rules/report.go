@@ -244,7 +244,14 @@ func (r Report) markdown(detail int) string {
 			}
 			observed := c.Observed
 			if c.Result != Pass {
-				observed = strings.TrimPrefix(c.Message, c.Name+": ")
+				// Why it did not pass, with what was observed when the reason does not say.
+				why := strings.TrimPrefix(c.Message, c.Name+": ")
+				switch {
+				case c.Observed == "" || strings.Contains(why, c.Observed):
+					observed = why
+				default:
+					observed = c.Observed + " — " + why
+				}
 			}
 			fmt.Fprintf(&b, "| %s%s | %s%s | %s%s | %s |\n", resultCell(c), pad, cell(c.Name), pad, cell(observed), pad, cell(c.Bound))
 		}

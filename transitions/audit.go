@@ -20,22 +20,23 @@ import (
 
 // Audit events: one MLflow run each in the audit experiment.
 const (
-	EventDecided            = "decided"          // the checks decided: rejected, or approved without a promotion
-	EventReviewRequested    = "review_requested" // put up for review
-	EventVoteCounted        = "vote_counted"     // an approval or rejection counted
-	EventVoteSetAside       = "vote_set_aside"   // a vote cast on earlier evidence, set aside
-	EventPromoted           = "promoted"         // took its alias or stage
-	EventSuperseded         = "superseded"       // lost its alias or stage (to a newer promotion, or by hand)
-	EventRolledBack         = "rolled_back"      // gave its alias or stage back
-	EventExpired            = "expired"          // review expired
-	EventOverridden         = "overridden"       // promoted by an overrider despite failed checks
-	EventTampered           = "tampered"         // a forged or replayed state, detected and undone
-	EventReevaluated        = "reevaluated"      // judged again on request
-	EventMigrated           = "migrated"         // a v1-decided version given a signed record
-	EventReinstated         = "reinstated"       // took its target again (given back by a rollback, or moved back by hand)
-	EventRenamed            = "renamed"          // its record signed again under the model's new name
-	EventRecertificationDue = "recertification_due"
-	EventStaged             = "staged"
+	EventDecided            = "decided"             // the checks decided: rejected, or approved without a promotion
+	EventReviewRequested    = "review_requested"    // put up for review
+	EventVoteCounted        = "vote_counted"        // an approval or rejection counted
+	EventVoteSetAside       = "vote_set_aside"      // a vote cast on earlier evidence, set aside
+	EventPromoted           = "promoted"            // took its alias or stage
+	EventSuperseded         = "superseded"          // lost its alias or stage (to a newer promotion, or by hand)
+	EventRolledBack         = "rolled_back"         // gave its alias or stage back
+	EventExpired            = "expired"             // review expired
+	EventOverridden         = "overridden"          // promoted by an overrider despite failed checks
+	EventTampered           = "tampered"            // a forged or replayed state, detected and undone
+	EventReevaluated        = "reevaluated"         // judged again on request
+	EventMigrated           = "migrated"            // a v1-decided version given a signed record
+	EventReinstated         = "reinstated"          // took its target again (given back by a rollback, or moved back by hand)
+	EventRenamed            = "renamed"             // its record signed again under the model's new name
+	EventRecertificationDue = "recertification_due" // its approval is older than recertify_after
+	EventStaged             = "staged"              // took a rollout stage's alias
+	EventRecertified        = "recertified"         // approved again after its re-certification fell due
 )
 
 // Tags of an audit run. The run's name is "<model>/<version> <event>" and its start

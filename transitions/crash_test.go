@@ -224,7 +224,7 @@ func killPoints(b backend, writes int) []int {
 	return out
 }
 
-var decidedAtLine = regexp.MustCompile(`decided \d{4}-\d\d-\d\d \d\d:\d\d UTC`)
+var decidedAtLine = regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d UTC`)
 
 // state renders what the registry holds for the fixture's model, with the model's name,
 // the gate digest and decision times replaced, so two fixtures can be compared.
@@ -254,12 +254,12 @@ func (f *fixture) state() string {
 			if k == TagRecord {
 				v = normalRecord(f.keys, f.model, mv.Version, v)
 			}
-			fmt.Fprintf(&b, "  tag %s=%q\n", k, v)
+			fmt.Fprintf(&b, "  tag %s=%q\n", k, decidedAtLine.ReplaceAllString(v, "TIME"))
 		}
 		if n := strings.Count(mv.Description, FenceBegin); n > 1 {
 			fmt.Fprintf(&b, "  %d report sections\n", n)
 		}
-		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "decided TIME"))
+		fmt.Fprintf(&b, "  description %q\n", decidedAtLine.ReplaceAllString(mv.Description, "TIME"))
 	}
 	if f.audit != nil {
 		events, err := f.evaluateAudit().Events(f.ctx, f.model, "")
@@ -281,7 +281,7 @@ func (f *fixture) state() string {
 // verified, so two runs of a scenario compare.
 func normalRecord(keys Keys, model, version, raw string) string {
 	rec, v := keys.Decode(model, version, raw)
-	rec.At, rec.Requested = "", ""
+	rec.At, rec.Requested, rec.StagedAt = "", "", ""
 	b, _ := json.Marshal(rec)
 	return fmt.Sprintf("%s %s", v, b)
 }

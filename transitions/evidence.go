@@ -35,7 +35,7 @@ func GatherEvidence(ctx context.Context, r EvidenceReader, g *rules.Gate, mv mlf
 	found := make([]bool, len(refs))
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() (err error) {
-		ev.Metrics, ev.Params, ev.RunTags, err = versionMetrics(ectx, r, mv)
+		ev.Metrics, ev.Params, ev.RunTags, ev.Datasets, err = versionMetrics(ectx, r, mv)
 		return err
 	})
 	for i, ref := range refs {
@@ -60,7 +60,7 @@ func GatherEvidence(ctx context.Context, r EvidenceReader, g *rules.Gate, mv mlf
 
 // versionMetrics reads a version's run and logged model (in parallel); the logged
 // model's metrics and params win over the run's.
-func versionMetrics(ctx context.Context, r EvidenceReader, mv mlflow.ModelVersion) (map[string]float64, map[string]string, map[string]string, error) {
+func versionMetrics(ctx context.Context, r EvidenceReader, mv mlflow.ModelVersion) (map[string]float64, map[string]string, map[string]string, []rules.Dataset, error) {
 	var run mlflow.Run
 	var lm mlflow.LoggedModel
 	eg, ectx := errgroup.WithContext(ctx)
@@ -85,13 +85,17 @@ func versionMetrics(ctx context.Context, r EvidenceReader, mv mlflow.ModelVersio
 		})
 	}
 	if err := eg.Wait(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	metrics := mlflow.LatestMetrics(run.Data.Metrics)
 	maps.Copy(metrics, mlflow.LatestMetrics(lm.Data.Metrics))
 	params := mlflow.ParamMap(run.Data.Params)
 	maps.Copy(params, mlflow.ParamMap(lm.Data.Params))
-	return metrics, params, run.Data.Tags, nil
+	var datasets []rules.Dataset
+	for _, in := range run.Inputs.DatasetInputs {
+		datasets = append(datasets, rules.Dataset{Name: in.Dataset.Name, Digest: in.Dataset.Digest, Context: in.Tags["mlflow.data.context"]})
+	}
+	return metrics, params, run.Data.Tags, datasets, nil
 }
 
 // baseline finds the version a baseline ref points at and reads its metrics. No version
@@ -120,7 +124,7 @@ func baseline(ctx context.Context, r EvidenceReader, mv mlflow.ModelVersion, ref
 	if holder.Version == mv.Version {
 		return rules.Baseline{}, false, nil
 	}
-	metrics, _, _, err := versionMetrics(ctx, r, holder)
+	metrics, _, _, _, err := versionMetrics(ctx, r, holder)
 	if err != nil {
 		return rules.Baseline{}, false, fmt.Errorf("baseline %s: %w", ref, err)
 	}

@@ -158,7 +158,7 @@ func (p *Planner) next(ctx context.Context, pl *Plan, mv mlflow.ModelVersion, re
 	case rec.Status == StatusPendingReview:
 		return p.review(ctx, pl, gate, mv, rec, full)
 	case holdsTarget(rec.Status) || rec.Status == StatusSuperseded:
-		return p.holding(ctx, pl, gate, mv, rec)
+		return p.holding(ctx, pl, gate, mv, rec, full)
 	}
 	return nil
 }
@@ -352,6 +352,7 @@ type change struct {
 	promotedTo, previous, supersededBy, to string
 	approvedBy                             []string
 	rejectedBy, overriddenBy               string
+	stage, stagedAt                        string
 	// keep carries fields of the current record over (an open review's request time).
 	keep bool
 }
@@ -366,7 +367,7 @@ func (p *Planner) commit(pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, fro
 	rec := Record{Status: c.status, Gate: gate.Name, At: stamp(now), Policy: c.d.PolicyDigest,
 		Evidence: c.d.EvidenceDigest, Votes: votesFingerprint(mv.Tags), PromotedTo: c.promotedTo,
 		PreviousVersion: c.previous, SupersededBy: c.supersededBy, To: c.to, ApprovedBy: c.approvedBy,
-		RejectedBy: c.rejectedBy, OverriddenBy: c.overriddenBy}
+		RejectedBy: c.rejectedBy, OverriddenBy: c.overriddenBy, Stage: c.stage, StagedAt: c.stagedAt}
 	if !c.requested.IsZero() {
 		rec.Requested = stamp(c.requested)
 	}
@@ -493,6 +494,10 @@ func noticeFor(e AuditEvent, rec Record) (Notice, bool) {
 		ev = rules.EventOverridden
 	case e.Event == EventTampered:
 		ev = rules.EventTampered
+	case e.Event == EventRecertificationDue:
+		ev = rules.EventRecertDue
+	case e.Event == EventStaged:
+		ev = rules.EventStaged
 	default:
 		return Notice{}, false
 	}
@@ -531,6 +536,13 @@ func (p *Planner) promote(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 	tally *rules.Tally, notes []string, by string, events []string) error {
 	target := gate.Promote
 	approvedBy := approvers(tally)
+	if tally == nil && from != nil {
+		approvedBy = from.ApprovedBy // moving on from a rollout stage: the approval stands
+	}
+	if i := nextStage(gate, from); i >= 0 && !pl.overridden {
+		return p.stage(ctx, pl, gate, mv, from, d, notes, by, events, approvedBy, i)
+	}
+	leaveStage := leaveStageMove(from)
 	if target.Target() == "" {
 		p.commit(pl, gate, mv, from, change{status: StatusApproved, d: d, tally: tally, notes: notes, by: by,
 			events: append(events, EventDecided), approvedBy: approvedBy})
@@ -556,7 +568,7 @@ func (p *Planner) promote(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 			overriddenBy = by
 		}
 		p.commit(pl, gate, mv, from, change{status: StatusApproved, d: d, tally: tally, notes: notes, by: by,
-			events: append(events, EventDecided), approvedBy: approvedBy, overriddenBy: overriddenBy})
+			events: append(events, EventDecided), approvedBy: approvedBy, overriddenBy: overriddenBy, moves: leaveStage})
 		return nil
 	}
 	pl.promoted = true
@@ -569,6 +581,7 @@ func (p *Planner) promote(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 		moves = append(moves, moveTo(target, mv.Version))
 		pl.log("promoted", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", target.Target(), "previous_version", previous, "by", by)
 	}
+	moves = append(moves, leaveStage...)
 	event, overriddenBy := EventPromoted, ""
 	if pl.overridden {
 		event, overriddenBy = EventOverridden, by
@@ -580,6 +593,202 @@ func (p *Planner) promote(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 		p.supersede(pl, gate, holder, mv.Version, actorModelgate)
 	}
 	return nil
+}
+
+// nextStage is the rollout stage an approved version goes to next: the first, or the one
+// after the stage it comes from (it passed its checks, or its approvers approved it after
+// they failed); -1 for the final target (no rollout, the last stage passed, or a stage the
+// policy no longer has).
+func nextStage(gate *rules.Gate, from *Record) int {
+	rollout := gate.Promote.Rollout
+	if len(rollout) == 0 {
+		return -1
+	}
+	if from == nil || from.Stage == "" || (from.Status != StatusStaged && from.Status != StatusPendingReview) {
+		return 0
+	}
+	i := gate.Promote.StageIndex(from.Stage)
+	if i < 0 || i+1 >= len(rollout) {
+		return -1
+	}
+	return i + 1
+}
+
+// leaveStageMove removes the alias of the rollout stage a version leaves.
+func leaveStageMove(from *Record) []Write {
+	if from == nil || from.Status != StatusStaged || from.Stage == "" {
+		return nil
+	}
+	return []Write{{Step: StepMove, Op: OpDeleteAlias, Alias: from.Stage}}
+}
+
+// stage plans an approved version's entry into rollout stage i: it takes the stage's
+// alias (the version there before is superseded), and its soak starts.
+func (p *Planner) stage(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, from *Record, d rules.Decision,
+	notes []string, by string, events, approvedBy []string, i int) error {
+	st := gate.Promote.Rollout[i]
+	target := rules.Promotion{Alias: st.Alias}
+	holder, err := holderOf(ctx, p.reader, mv.Name, target)
+	if err != nil {
+		return err
+	}
+	previous := holder.Version
+	leave := leaveStageMove(from)
+	switch {
+	case holder.Version == mv.Version:
+		previous = "" // moved by an earlier attempt that stopped before the record
+	case holder.Version != "" && mlflow.CompareVersions(holder.Version, mv.Version) > 0:
+		notes = append(notes, fmt.Sprintf("approved but not staged: %s is held by newer version %s", target.Target(), holder.Version))
+		p.commit(pl, gate, mv, from, change{status: StatusApproved, d: d, notes: notes, by: by,
+			events: append(events, EventDecided), approvedBy: approvedBy, moves: leave})
+		return nil
+	}
+	pl.promoted = true
+	now := p.now()
+	note := fmt.Sprintf("staged: %s for %s (until %s), then %s", target.Target(), rules.FormatDuration(st.Soak), now.Add(st.Soak).UTC().Format("2006-01-02 15:04 UTC"), stageNext(gate, i))
+	if previous != "" {
+		note += fmt.Sprintf("; version %s held it before", previous)
+	}
+	var moves []Write
+	if holder.Version != mv.Version {
+		moves = append(moves, moveTo(target, mv.Version))
+		pl.log("staged", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", target.Target(), "soak", st.Soak.String(), "by", by)
+	}
+	moves = append(moves, leave...)
+	d.PromoteTo = target.Target() // the report names the stage it is in
+	p.commit(pl, gate, mv, from, change{status: StatusStaged, d: d, notes: append([]string{note}, notes...), by: by,
+		events: append(events, EventStaged), moves: moves, promotedTo: target.Target(), previous: previous,
+		approvedBy: approvedBy, stage: st.Alias, stagedAt: stamp(now)})
+	if previous != "" {
+		p.supersede(pl, gate, holder, mv.Version, actorModelgate)
+	}
+	return nil
+}
+
+// stageNext says where a version goes after stage i.
+func stageNext(gate *rules.Gate, i int) string {
+	checks := "its stage checks"
+	if len(gate.Promote.Rollout[i].Checks) == 0 {
+		checks = "on"
+	}
+	if i+1 < len(gate.Promote.Rollout) {
+		return checks + " to alias:" + gate.Promote.Rollout[i+1].Alias
+	}
+	return checks + " to " + gate.Promote.Target()
+}
+
+// endSoak plans what a staged version does once its soak is over: its stage's checks run
+// on the evidence as it is now (metrics logged during the soak are stage evidence); it
+// passes on to the next stage or the target, or leaves the stage (its alias removed),
+// rejected or waiting for the approvers.
+func (p *Planner) endSoak(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, rec *Record, i int) error {
+	pl.Action = ActionDecide
+	ev, err := GatherEvidence(ctx, p.reader, gate, mv)
+	if err != nil {
+		return err
+	}
+	st := gate.Promote.Rollout[i]
+	sd := gate.EvaluateStage(i, ev)
+	note := fmt.Sprintf("stage %s: held for %s from %s", st.Alias, rules.FormatDuration(st.Soak), rec.stagedAt().UTC().Format("2006-01-02 15:04 UTC"))
+	switch sd.Outcome {
+	case rules.Approved:
+		// The approval and the evidence it was given on stand: the record keeps its digest.
+		d := sd
+		d.EvidenceDigest = rec.Evidence
+		return p.promote(ctx, pl, gate, mv, rec, d, nil, []string{note + ", its checks passed"}, actorModelgate, nil)
+	case rules.Rejected:
+		p.commit(pl, gate, mv, rec, change{status: StatusRejected, d: sd, by: actorModelgate, events: []string{EventDecided},
+			notes: []string{note + ", its checks rejected it: " + st.Alias + " removed from it"}, moves: leaveStageMove(rec),
+			approvedBy: rec.ApprovedBy, stage: st.Alias, stagedAt: rec.StagedAt})
+	default:
+		now := p.now()
+		tally := gate.Tally(mv.Tags, now, now)
+		p.commit(pl, gate, mv, rec, change{status: StatusPendingReview, d: sd, tally: &tally, by: actorModelgate,
+			events: []string{EventReviewRequested}, requested: now, moves: leaveStageMove(rec),
+			notes: []string{note + ", its checks ask the approvers: " + st.Alias + " removed from it until they approve"},
+			stage: st.Alias, stagedAt: rec.StagedAt})
+	}
+	return nil
+}
+
+// recertificationDue reports whether a version's approval needs renewing: promoted under
+// a gate with review.recertify_after, longer ago than that; or already due.
+func (p *Planner) recertificationDue(gate *rules.Gate, rec *Record) bool {
+	if gate == nil || gate.Name != rec.Gate || gate.Review.RecertifyAfter <= 0 {
+		return false
+	}
+	switch rec.Status {
+	case StatusRecertificationDue:
+		return true
+	case StatusPromoted:
+		return p.now().Sub(rec.time()) > gate.Review.RecertifyAfter
+	}
+	return false
+}
+
+// recertify plans the re-certification of a promoted version. When its approval falls
+// due it keeps its target (nothing is demoted silently) and becomes
+// recertification_due: the votes it was approved with are set aside, so a fresh
+// modelgate.approve.<name> is told apart from the old one, and the approvers are asked.
+// Enough fresh approvals make it promoted again, with the clock reset; a rejection is
+// shown, and rolling it back is the reviewer's call (modelgate.rollback).
+func (p *Planner) recertify(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, rec *Record) error {
+	pl.Action = ActionReview
+	d, err := p.evaluate(ctx, gate, mv)
+	if err != nil {
+		return err
+	}
+	now := p.now()
+	held := change{promotedTo: rec.PromotedTo, previous: rec.PreviousVersion, approvedBy: rec.ApprovedBy, overriddenBy: rec.OverriddenBy}
+	if rec.Status == StatusPromoted {
+		mv, events := setVotesAside(pl, mv, rec.Evidence)
+		pl.setAside = events
+		tally := gate.Tally(mv.Tags, now, now)
+		c := held
+		c.status, c.d, c.tally, c.by, c.requested = StatusRecertificationDue, d, &tally, actorModelgate, now
+		c.events = append(events, EventRecertificationDue)
+		c.notes = []string{fmt.Sprintf("re-certification due: approved %s, more than review.recertify_after (%s) ago; it keeps %s until its approvers decide",
+			rec.time().UTC().Format("2006-01-02"), rules.FormatDuration(gate.Review.RecertifyAfter), rec.PromotedTo)}
+		p.commit(pl, gate, mv, rec, c)
+		pl.log("re-certification due", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", rec.PromotedTo)
+		return nil
+	}
+	tally := gate.Tally(mv.Tags, rec.requested(), now)
+	counted := countedEvents(&tally, rec)
+	c := held
+	c.d, c.tally, c.by = d, &tally, actorModelgate
+	switch tally.Outcome {
+	case rules.ReviewApproved:
+		by := voters(tally.Approvals)
+		c.status, c.by, c.approvedBy = StatusPromoted, by, approvers(&tally)
+		c.events = append(counted, EventRecertified)
+		c.notes = []string{"re-certified by " + by + ": " + rec.PromotedTo + " kept"}
+		c.quietly = false
+		p.commit(pl, gate, mv, rec, c)
+		pl.waited = now.Sub(rec.requested())
+		return nil
+	case rules.ReviewRejected:
+		c.notes = []string{fmt.Sprintf("re-certification refused by %s: it still holds %s; roll it back with modelgate.rollback", tally.Rejection.Name, rec.PromotedTo)}
+	}
+	// Still open: refresh the report and record (votes so far); each vote is audited.
+	c.status, c.keep, c.quietly, c.events = StatusRecertificationDue, true, true, counted
+	p.commit(pl, gate, mv, rec, c)
+	return nil
+}
+
+// judge decides a version again for its open review: by its rollout stage's checks when
+// those sent it to review, else by the gate's.
+func (p *Planner) judge(ctx context.Context, gate *rules.Gate, mv mlflow.ModelVersion, rec *Record) (rules.Decision, error) {
+	if rec != nil && rec.Stage != "" {
+		if i := gate.Promote.StageIndex(rec.Stage); i >= 0 {
+			ev, err := GatherEvidence(ctx, p.reader, gate, mv)
+			if err != nil {
+				return rules.Decision{}, err
+			}
+			return gate.EvaluateStage(i, ev), nil
+		}
+	}
+	return p.evaluate(ctx, gate, mv)
 }
 
 func approvers(t *rules.Tally) []string {
@@ -652,7 +861,7 @@ func restatedSummary(note, summary string) string {
 
 // restatement reports whether a summary item is a note of a restatement.
 func restatement(item string) bool {
-	for _, p := range []string{"superseded: ", "promoted again: ", "TAMPERING DETECTED: ", "rolled back: "} {
+	for _, p := range []string{"superseded: ", "promoted again: ", "staged again: ", "TAMPERING DETECTED: ", "rolled back: "} {
 		if strings.HasPrefix(item, p) {
 			return true
 		}
@@ -736,7 +945,7 @@ func (p *Planner) review(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlf
 		return nil
 	}
 
-	d, err := p.evaluate(ctx, gate, mv)
+	d, err := p.judge(ctx, gate, mv, rec)
 	if err != nil {
 		return err
 	}
@@ -1087,17 +1296,23 @@ func (p *Planner) reinstate(pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, 
 		return
 	}
 	note := fmt.Sprintf("promoted again: %s %s", rec.PromotedTo, why)
+	status := StatusPromoted
 	next := rec
-	next.Prev, next.Status, next.Seq = rec.Status, StatusPromoted, rec.Seq+1
+	if rec.Stage != "" && rec.PromotedTo == "alias:"+rec.Stage {
+		// Given a rollout stage's alias back: in the stage again, for a new soak.
+		status, next.StagedAt = StatusStaged, stamp(p.now())
+		note = fmt.Sprintf("staged again: %s %s; its soak starts over", rec.PromotedTo, why)
+	}
+	next.Prev, next.Status, next.Seq = rec.Status, status, rec.Seq+1
 	next.At = stamp(p.now())
 	next.SupersededBy, next.To = "", ""
 	next.Events = []string{EventReinstated + ":" + actor}
 	step, statusStep := StepFollowReport, StepFollowStatus
 	if from == "" { // the plan's own version
 		step, statusStep = StepReport, StepStatus
-		pl.Status, pl.Record = StatusPromoted, &next
+		pl.Status, pl.Record = status, &next
 	}
-	if desc, ok := restate(mv.Description, string(StatusPromoted), note); ok && desc != mv.Description {
+	if desc, ok := restate(mv.Description, string(status), note); ok && desc != mv.Description {
 		pl.add(Write{Step: step, Op: OpDescription, Version: mv.Version, Value: desc})
 	}
 	p.writeState(pl, mv, next, restatedSummary(note, mv.Tags[TagSummary]), step, statusStep)
@@ -1107,10 +1322,27 @@ func (p *Planner) reinstate(pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, 
 // a newer promotion took it, it is superseded; if a person moved it, it is superseded by
 // hand, or, with promote.protect, the move is undone; if it holds it again (a person
 // moved it back), it is promoted again.
-func (p *Planner) holding(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, rec *Record) error {
+func (p *Planner) holding(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlflow.ModelVersion, rec *Record, full bool) error {
 	target, ok := parseTarget(rec.PromotedTo)
 	if !ok {
 		return nil
+	}
+	// A staged version costs nothing until its soak ends (full scans still check it
+	// holds its alias): the soak's start is in the signed record, so restarts keep it.
+	stageIdx, soakOver := -1, false
+	if rec.Status == StatusStaged && gate != nil && gate.Name == rec.Gate {
+		if stageIdx = gate.Promote.StageIndex(rec.Stage); stageIdx >= 0 {
+			soakOver = !p.now().Before(rec.stagedAt().Add(gate.Promote.Rollout[stageIdx].Soak))
+		} else {
+			soakOver = true // the stage left the policy: the version moves on
+		}
+	}
+	due := p.recertificationDue(gate, rec)
+	if rec.Status == StatusStaged && !soakOver && !full {
+		return nil
+	}
+	if rec.Status == StatusRecertificationDue && !full && rec.Votes == votesFingerprint(mv.Tags) {
+		return nil // no new vote since the last look
 	}
 	holder, err := holderOf(ctx, p.reader, mv.Name, target)
 	if err != nil {
@@ -1118,6 +1350,14 @@ func (p *Planner) holding(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 	}
 	holds := holder.Version == mv.Version
 	switch {
+	case holds && rec.Status == StatusStaged && soakOver && stageIdx >= 0:
+		return p.endSoak(ctx, pl, gate, mv, rec, stageIdx)
+	case holds && rec.Status == StatusStaged && soakOver:
+		return p.promote(ctx, pl, gate, mv, rec, rules.Decision{Model: mv.Name, Version: mv.Version, Gate: gate.Name,
+			PolicyDigest: gate.Digest(), EvidenceDigest: rec.Evidence, Outcome: rules.Approved,
+			Reason: "its stage " + rec.Stage + " is no longer in the policy"}, nil, nil, actorModelgate, nil)
+	case holds && due:
+		return p.recertify(ctx, pl, gate, mv, rec)
 	case holds && holdsTarget(rec.Status), !holds && rec.Status == StatusSuperseded:
 		return nil
 	case holds: // superseded, and holds it again: given back by a rollback, or moved back by hand

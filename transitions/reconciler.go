@@ -376,12 +376,24 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 	for _, name := range r.overriders() {
 		queries = append(queries, query{"overrides by " + name, mlflow.TagPresentFilter(rules.OverridePrefix + name)})
 	}
-	if full {
+	rollout, recertify := r.lifecycles()
+	switch {
+	case full:
 		for _, s := range []Status{StatusPromoted, StatusStaged, StatusRecertificationDue, StatusSuperseded} {
 			queries = append(queries, query{"versions " + string(s), mlflow.TagFilter(TagStatus, string(s))})
 		}
 		queries = append(queries, query{"versions decided under v1", mlflow.TagPresentFilter(v1Tags[0])})
+	default:
+		// A constant number of searches, whatever the registry's size: staged versions
+		// (their soak may be over), versions whose re-certification waits for votes.
+		if rollout {
+			queries = append(queries, query{"versions staged", mlflow.TagFilter(TagStatus, string(StatusStaged))})
+		}
+		if recertify {
+			queries = append(queries, query{"versions recertification_due", mlflow.TagFilter(TagStatus, string(StatusRecertificationDue))})
+		}
 	}
+	staged, due := map[string]int{}, map[string]int{}
 	for _, q := range queries {
 		for page, err := range r.reader.ModelVersionPages(ctx, mlflow.SearchOptions{Filter: q.filter, PageSize: fullScanPageSize}) {
 			if err != nil {
@@ -389,10 +401,20 @@ func (r *Reconciler) collect(ctx context.Context, start time.Time) (map[versionK
 			}
 			for _, mv := range page {
 				add(mv, full)
-				if mv.Tags[TagStatus] == string(StatusPendingReview) {
+				switch Status(mv.Tags[TagStatus]) {
+				case StatusPendingReview:
 					pending[versionKey{mv.Name, mv.Version}] = r.openReviewOf(mv)
+				case StatusStaged:
+					staged[r.gateOf(mv)]++
+				case StatusRecertificationDue:
+					due[r.gateOf(mv)]++
 				}
 			}
+		}
+	}
+	for _, g := range r.policy.Gates {
+		if len(g.Promote.Rollout) > 0 || g.Review.RecertifyAfter > 0 {
+			r.metrics.Lifecycle(g.Name, staged[g.Name], due[g.Name])
 		}
 	}
 	if full {
@@ -441,6 +463,21 @@ func (r *Reconciler) overriders() []string {
 		}
 	}
 	return out
+}
+
+// lifecycles reports whether some gate has a staged rollout, and some re-certifies.
+func (r *Reconciler) lifecycles() (rollout, recertify bool) {
+	for _, g := range r.policy.Gates {
+		rollout = rollout || len(g.Promote.Rollout) > 0
+		recertify = recertify || g.Review.RecertifyAfter > 0
+	}
+	return rollout, recertify
+}
+
+// gateOf is the gate a version's record names ("" when it has none it can read).
+func (r *Reconciler) gateOf(mv mlflow.ModelVersion) string {
+	rec, _ := r.planner.keys.Decode(mv.Name, mv.Version, mv.Tags[TagRecord])
+	return rec.Gate
 }
 
 // protects reports whether some gate protects its target (then every pass watches the

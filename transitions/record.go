@@ -54,8 +54,13 @@ type Record struct {
 	SupersededBy string   `json:"superseded_by,omitempty"`
 	To           string   `json:"to,omitempty"`
 	ApprovedBy   []string `json:"approved_by,omitempty"`
-	RejectedBy   string   `json:"rejected_by,omitempty"`
-	OverriddenBy string   `json:"overridden_by,omitempty"`
+	// Stage is the rollout stage (its alias) the version is in, or whose checks sent it
+	// to review or rejected it; StagedAt is when it entered the stage (its soak runs
+	// from then, whatever restarts happen).
+	Stage        string `json:"stage,omitempty"`
+	StagedAt     string `json:"staged_at,omitempty"`
+	RejectedBy   string `json:"rejected_by,omitempty"`
+	OverriddenBy string `json:"overridden_by,omitempty"`
 }
 
 // recordVersion is the V of records this code writes.
@@ -175,6 +180,12 @@ func (k Keys) Of(mv mlflow.ModelVersion) (Record, bool) {
 // time returns At as a time (zero when unset or malformed).
 func (r Record) time() time.Time {
 	t, _ := time.Parse(time.RFC3339, r.At)
+	return t
+}
+
+// stagedAt returns when the version entered its rollout stage.
+func (r Record) stagedAt() time.Time {
+	t, _ := time.Parse(time.RFC3339, r.StagedAt)
 	return t
 }
 

@@ -32,6 +32,9 @@ type Recorder interface {
 	Override(gate string)
 	// Halted says whether writes are halted because most records fail verification.
 	Halted(halted bool)
+	// Lifecycle reports, for a gate with a rollout or re-certification, the versions in
+	// a rollout stage and those whose approval is due again, as read each pass.
+	Lifecycle(gate string, staged, recertificationDue int)
 }
 
 // PendingReviews is the open reviews of one gate.
@@ -54,3 +57,4 @@ func (nopRecorder) Poll(time.Duration, error)             {}
 func (nopRecorder) Tampering(string, string)              {}
 func (nopRecorder) Override(string)                       {}
 func (nopRecorder) Halted(bool)                           {}
+func (nopRecorder) Lifecycle(string, int, int)            {}

@@ -13,7 +13,7 @@ func TestCheckAcceptsTheExample(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"OK, 2 gate(s)", "gate credit-risk (sha256:", "check recall-by-group: group recall_sex_(.+)", "promote: alias:champion"} {
+	for _, want := range []string{"OK, 3 gate(s)", "gate credit-risk (sha256:", "check recall-by-group: group recall_sex_(.+)", "promote: alias:champion"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -233,33 +233,47 @@ type replica struct {
 	n    int
 	addr string
 	env  []string
-	cmd  *exec.Cmd
 	logs *syncBuffer
 	kube *cutProxy
+	mu   sync.Mutex // guards cmd: the traffic reads it while the test stops replicas
+	cmd  *exec.Cmd
 }
 
 func (r *replica) start(t *testing.T) {
 	t.Helper()
-	r.cmd = exec.Command(os.Args[0], "run")
-	r.cmd.Env = append(keyed(os.Environ()), append(r.env, "MODELGATE_TEST_RUN_MAIN=1", "MODELGATE_LISTEN_ADDR="+r.addr)...)
-	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
-	if err := r.cmd.Start(); err != nil {
+	cmd := exec.Command(os.Args[0], "run")
+	cmd.Env = append(keyed(os.Environ()), append(r.env, "MODELGATE_TEST_RUN_MAIN=1", "MODELGATE_LISTEN_ADDR="+r.addr)...)
+	cmd.Stdout, cmd.Stderr = r.logs, r.logs
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	r.mu.Lock()
+	r.cmd = cmd
+	r.mu.Unlock()
 }
 
 // stop ends the process with sig and waits for it.
 func (r *replica) stop(sig syscall.Signal) {
-	if r.cmd == nil || r.cmd.Process == nil {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(sig)
-	_ = r.cmd.Wait()
-	r.cmd = nil
+	_ = cmd.Process.Signal(sig)
+	_ = cmd.Wait()
+}
+
+// running reports whether the replica's process was started and not stopped.
+func (r *replica) running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cmd != nil
 }
 
 func (r *replica) leading() bool {
-	if r.cmd == nil {
+	if !r.running() {
 		return false
 	}
 	code, body := get("http://" + r.addr + "/metrics")
@@ -357,7 +371,7 @@ notifications:
 		_, _ = rand.Read(idb)
 		id := hex.EncodeToString(idb)
 		for attempt := 0; ; attempt++ {
-			running := slices.DeleteFunc(slices.Clone(replicas), func(r *replica) bool { return r.cmd == nil })
+			running := slices.DeleteFunc(slices.Clone(replicas), func(r *replica) bool { return !r.running() })
 			if len(running) > 0 {
 				k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(running))))
 				ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -388,6 +402,11 @@ notifications:
 			break
 		}
 	}
+	// A follower answers 503 until it has read the lease once (MLflow delivers again);
+	// this first delivery is sent once, so wait for the follower to know the leader.
+	waitFor(t, 2*time.Minute, "the follower to know the leader", func() bool {
+		return strings.Contains(follower.logs.String(), "msg=following leader=replica-"+strconv.Itoa(first.n))
+	})
 	mv, err := mlflowtest.CreateVersion(ctx, c, goodCredit(prefix+"fwd"))
 	if err != nil {
 		t.Fatal(err)

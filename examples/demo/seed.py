@@ -9,9 +9,14 @@ the model itself registered under `credit-scoring`.
   v2: recall much lower for women      -> rejected by the `recall-by-group` check
   v3: noisier labels, accuracy ~0.86   -> waits for a reviewer (accuracy-target, beats-champion)
 
+and one version of `fraud-detector`, trained from this git checkout on a logged dataset:
+the fraud-detection gate checks its lineage and puts it through a staged rollout (it
+holds `challenger` for 20 seconds, then its online precision decides).
+
 Usage: MLFLOW_TRACKING_URI=http://127.0.0.1:5000 python seed.py
 """
 
+import subprocess
 import warnings
 
 import mlflow
@@ -71,8 +76,33 @@ def train_and_register(version_name, label_noise=0.02, biased=False, seed=0):
     print(f"  registered {MODEL} version {info.registered_model_version} ({version_name}): {shown}", flush=True)
 
 
+def git_commit():
+    """The commit of this checkout, as MLflow records it for a script run from git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def train_fraud_detector():
+    rng = np.random.default_rng(7)
+    X, y, _ = make_data(rng, 4000, 0.03)
+    model = LogisticRegression().fit(X[:3000], y[:3000])
+    pred = model.predict(X[3000:])
+    mlflow.set_experiment("fraud-detector")
+    with mlflow.start_run(run_name="weekly-retrain"):
+        commit = git_commit()
+        if commit:
+            mlflow.set_tag("mlflow.source.git.commit", commit)
+        mlflow.log_input(mlflow.data.from_numpy(X[:3000], targets=y[:3000], name="transactions-2026-w47"), context="training")
+        mlflow.log_metric("precision", float(((pred == 1) & (y[3000:] == 1)).sum() / max((pred == 1).sum(), 1)))
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name="fraud-detector", input_example=X[:2])
+    print(f"  registered fraud-detector version {info.registered_model_version} (commit {commit[:12] or 'unknown'}, dataset transactions-2026-w47)", flush=True)
+
+
 if __name__ == "__main__":
     print(f"Registering three versions of {MODEL} with the MLflow client:", flush=True)
     train_and_register("baseline", label_noise=0.02, seed=1)
     train_and_register("new-features", label_noise=0.02, biased=True, seed=2)
     train_and_register("more-data-noisy-labels", label_noise=0.12, seed=3)
+    train_fraud_detector()

@@ -37,4 +37,32 @@ for v in versions:
     elif v.tags["modelgate.status"] == "promoted":
         print(f"\nVersion {v.version} is the champion: {link}")
         print("  to roll it back, add the tag modelgate.rollback with the reason as value.")
+
+# The staged rollout: fraud-detector holds `challenger` for 20 seconds; an
+# online-monitoring job logs its live precision against the version's run meanwhile.
+fraud = "fraud-detector"
+
+
+def wait_status(version, want, limit=120):
+    end = time.time() + limit
+    while time.time() < end:
+        mv = client.get_model_version(fraud, version)
+        if mv.tags.get("modelgate.status") in want:
+            return mv
+        time.sleep(1)
+    sys.exit(f"{fraud} v{version} did not become {' or '.join(want)} in {limit}s: see modelgate's log above")
+
+
+fv = client.search_model_versions(f"name = '{fraud}'")
+if fv:
+    v = fv[0]
+    mv = wait_status(v.version, ["staged", "pending_review", "rejected"])
+    print(f"\n{fraud} v{v.version}: {mv.tags['modelgate.status']} - {mv.tags.get('modelgate.summary', '')}")
+    if mv.tags["modelgate.status"] == "staged":
+        client.log_metric(v.run_id, "online_precision", 0.93)
+        print("  an online-monitoring job logs online_precision 0.93 against its run; the soak ends in 20s")
+        mv = wait_status(v.version, ["promoted", "rejected", "pending_review"])
+        print(f"{fraud} v{v.version}: {mv.tags['modelgate.status']} - {mv.tags.get('modelgate.summary', '')}")
+        print(f"  {uri}/#/models/{fraud}/versions/{v.version}")
+
 print("\nmodelgate keeps running; press Ctrl-C to stop it and MLflow.\n", flush=True)

@@ -842,6 +842,19 @@ func (m *Memory) CreateRun(_ context.Context, experimentID, runName string) (mlf
 	return *run, nil
 }
 
+// LogInputs logs datasets on a run.
+func (m *Memory) LogInputs(_ context.Context, runID string, datasets []mlflow.DatasetInput) error {
+	m.observe("runs/log-inputs")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run, ok := m.runs[runID]
+	if !ok {
+		return notFound("runs/log-inputs", "Run '%s' not found", runID)
+	}
+	run.Inputs.DatasetInputs = append(run.Inputs.DatasetInputs, datasets...)
+	return nil
+}
+
 // GetRun returns a run with the latest value of each metric.
 func (m *Memory) GetRun(_ context.Context, runID string) (mlflow.Run, error) {
 	m.observe("runs/get")
@@ -852,6 +865,7 @@ func (m *Memory) GetRun(_ context.Context, runID string) (mlflow.Run, error) {
 		return mlflow.Run{}, notFound("runs/get", "Run '%s' not found", runID)
 	}
 	out := *run
+	out.Inputs.DatasetInputs = slices.Clone(run.Inputs.DatasetInputs)
 	out.Data.Tags = maps.Clone(run.Data.Tags)
 	out.Data.Params = slices.Clone(run.Data.Params)
 	latest := mlflow.LatestMetrics(run.Data.Metrics)

@@ -44,6 +44,8 @@ type Version struct {
 	// of its own (source models:/m-..., empty run_id), its metrics logged against the
 	// model from a separate evaluation run.
 	LoggedModel bool
+	// Datasets are logged on the run as its inputs (mlflow.log_input).
+	Datasets []mlflow.DatasetInput
 }
 
 // Registry is the registry and tracking API the tests drive, both as modelgate's reader
@@ -59,6 +61,7 @@ type Registry interface {
 	SearchModelVersions(ctx context.Context, opts mlflow.SearchOptions) ([]mlflow.ModelVersion, error)
 	SearchModelVersionsPage(ctx context.Context, opts mlflow.SearchOptions, pageToken string) ([]mlflow.ModelVersion, string, error)
 	ModelVersionPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.ModelVersion, error]
+	LogInputs(ctx context.Context, runID string, datasets []mlflow.DatasetInput) error
 	RegisteredModelPages(ctx context.Context, opts mlflow.SearchOptions) iter.Seq2[[]mlflow.RegisteredModel, error]
 	SetModelVersionTag(ctx context.Context, name, version, key, value string) error
 	DeleteModelVersionTag(ctx context.Context, name, version, key string) error
@@ -128,6 +131,11 @@ func CreateVersion(ctx context.Context, c Registry, v Version) (mlflow.ModelVers
 	}
 	if err := c.LogBatch(ctx, run.Info.RunID, metrics, params, v.RunTags); err != nil {
 		return mlflow.ModelVersion{}, err
+	}
+	if len(v.Datasets) > 0 {
+		if err := c.LogInputs(ctx, run.Info.RunID, v.Datasets); err != nil {
+			return mlflow.ModelVersion{}, err
+		}
 	}
 	if err := c.FinishRun(ctx, run.Info.RunID); err != nil {
 		return mlflow.ModelVersion{}, err

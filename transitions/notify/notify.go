@@ -333,6 +333,8 @@ var eventVerb = map[rules.Event]string{
 	rules.EventSuperseded:      "no longer holds its target (superseded)",
 	rules.EventOverridden:      "was promoted by an override",
 	rules.EventTampered:        "had its modelgate state tampered with (restored)",
+	rules.EventRecertDue:       "needs its approval renewed (re-certification due)",
+	rules.EventStaged:          "entered a rollout stage",
 }
 
 func (w *Notifier) payload(format string, n transitions.Notice) any {
