@@ -42,6 +42,7 @@ type Metrics struct {
 	lastSuccessfulPoll *prometheus.GaugeVec // no labels: absent until a pass succeeds, and on followers
 	mlflowRequests     *prometheus.CounterVec
 	mlflowDuration     *prometheus.HistogramVec
+	inflightLimit      prometheus.Gauge
 	notifications      *prometheus.CounterVec
 	webhookDeliveries  *prometheus.CounterVec
 	tamper             *prometheus.CounterVec
@@ -125,6 +126,8 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		Help: "Versions in a rollout stage (status staged), by gate, as read from the registry each pass."}, []string{"gate"})
 	m.recertDue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "recertifications_due",
 		Help: "Promoted versions whose approval is older than the gate's recertify_after (status recertification_due), by gate."}, []string{"gate"})
+	m.inflightLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "mlflow_inflight_limit",
+		Help: "How many requests to MLflow may be in flight at once now: adapted to what the server sustains, at most MODELGATE_CONCURRENCY."})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
 		Help: "1 while this replica is the one that decides and writes (always, without leader election), else 0."})
 	m.leadershipChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leadership_changes_total",
@@ -135,7 +138,7 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
-		m.mlflowRequests, m.mlflowDuration, m.notifications, m.webhookDeliveries,
+		m.mlflowRequests, m.mlflowDuration, m.inflightLimit, m.notifications, m.webhookDeliveries,
 		m.tamper, m.overrides, m.auditEvents, m.halted, m.leader, m.leadershipChanges, m.staged, m.recertDue,
 	)
 	for _, r := range webhookResult {
@@ -260,6 +263,9 @@ func (m *Metrics) ObserveMLflowRequest(endpoint, code string, d time.Duration) {
 	m.mlflowRequests.WithLabelValues(endpoint, code).Inc()
 	m.mlflowDuration.WithLabelValues(endpoint).Observe(d.Seconds())
 }
+
+// ObserveMLflowInflightLimit implements mlflow.LimitObserver.
+func (m *Metrics) ObserveMLflowInflightLimit(limit int) { m.inflightLimit.Set(float64(limit)) }
 
 // Notification implements transitions.NotificationRecorder.
 func (m *Metrics) Notification(format, result string) {

@@ -58,6 +58,12 @@ type Observer interface {
 	ObserveMLflowRequest(endpoint, code string, d time.Duration)
 }
 
+// LimitObserver is an Observer that is also told the limit of requests in flight each
+// time it changes (Options.MaxInFlight).
+type LimitObserver interface {
+	ObserveMLflowInflightLimit(limit int)
+}
+
 // Options configures a Client. Zero durations take the defaults above; MaxRetries is used
 // as given (0 means no retry).
 type Options struct {
@@ -89,6 +95,9 @@ type Options struct {
 	SlowRequest time.Duration
 	// Transport replaces the HTTP transport (tests); the TLS options do not apply to it.
 	Transport http.RoundTripper
+	// MaxInFlight, when positive, bounds the requests in flight at once; within it the
+	// client adapts the number to what the server sustains (see limiter). 0: no bound.
+	MaxInFlight int
 	// Fence, when set, is asked before every request that writes (everything but GET and
 	// runs/search): it returns the context the request and its retries must end within,
 	// or an error that refuses the write (a replica that is not the leader).
@@ -103,6 +112,16 @@ type Client struct {
 	userAgent string
 	logger    *slog.Logger
 	fence     func(ctx context.Context) (context.Context, context.CancelFunc, error)
+	limiter   *limiter // nil without MaxInFlight
+}
+
+// InflightLimit is how many requests the client lets be in flight at once now: the
+// adaptive limit, or 0 without MaxInFlight.
+func (c *Client) InflightLimit() int {
+	if c.limiter == nil {
+		return 0
+	}
+	return c.limiter.Limit()
 }
 
 // New builds a client. It fails on a malformed URI or unreadable certificate files; it
@@ -131,6 +150,15 @@ func New(opts Options) (*Client, error) {
 		transport = t
 	}
 	transport = instrumented{next: transport, observer: opts.Observer, logger: logger, slow: orDefault(opts.SlowRequest, 10*time.Second)}
+	var lim *limiter
+	if opts.MaxInFlight > 0 {
+		var observe func(int)
+		if o, ok := opts.Observer.(LimitObserver); ok {
+			observe = o.ObserveMLflowInflightLimit
+		}
+		lim = newLimiter(opts.MaxInFlight, observe)
+		transport = limited{next: transport, lim: lim}
+	}
 	timeout := orDefault(opts.Timeout, DefaultTimeout)
 	b := backoff{
 		factor: orDefault(opts.BackoffFactor, DefaultBackoffFactor),
@@ -146,7 +174,7 @@ func New(opts Options) (*Client, error) {
 		Backoff:      b.wait,
 		ErrorHandler: giveUp,
 	}
-	c := &Client{base: base, http: rc, userAgent: opts.UserAgent, logger: logger, fence: opts.Fence}
+	c := &Client{base: base, http: rc, userAgent: opts.UserAgent, logger: logger, fence: opts.Fence, limiter: lim}
 	switch {
 	case opts.Username != "" && opts.Password != "":
 		c.auth = "Basic " + basicAuth(opts.Username, opts.Password)

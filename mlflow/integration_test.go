@@ -1,6 +1,10 @@
 package mlflow_test
 
 import (
+	"strconv"
+
+	"golang.org/x/sync/errgroup"
+
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -548,4 +552,33 @@ func TestBasicAuth(t *testing.T) {
 	if err := anonymous.Health(ctx); err != nil {
 		t.Fatalf("health without credentials: %v", err)
 	}
+}
+
+// TestInflightLimitFollowsARealServer: a crowd of writes to a one-worker MLflow on
+// SQLite queue behind each other (its write lock); their answers slow down, and the
+// client's limit comes down from its maximum, while every write succeeds.
+func TestInflightLimitFollowsARealServer(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	c := newClient(t, srv, mlflow.Options{MaxInFlight: 32})
+	ctx := ctxFor(t)
+	name := modelName(t)
+	v := createVersions(t, c, name, 1)[0].Version
+	for i := range 3 { // lone writes: how fast the server answers one
+		if err := c.SetModelVersionTag(ctx, name, v, "warm", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range 128 {
+		g.Go(func() error {
+			return c.SetModelVersionTag(gctx, name, v, "k"+strconv.Itoa(i), strconv.Itoa(i)) // one key each: MLflow fails concurrent writes of one key (docs/mlflow.md)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("a write of the crowd failed: %v", err)
+	}
+	if got := c.InflightLimit(); got >= 32 {
+		t.Fatalf("limit %d after a crowd of 128 writes on a one-worker server, want it below the maximum 32", got)
+	}
+	t.Logf("limit after the crowd: %d of 32", c.InflightLimit())
 }

@@ -43,7 +43,13 @@ func (f *fixture) agreeingPass() {
 	})
 	real := rec.writer
 	defer func() { rec.writer = real }()
+	caches := map[string]*modelCache{} // as a pass reads each model
 	for _, it := range order {
+		cache := caches[it.mv.Name]
+		if cache == nil {
+			cache = newModelCache(rec.reader)
+			caches[it.mv.Name] = cache
+		}
 		want, err := evaluate.PlanVersion(f.ctx, it.mv.Name, it.mv.Version)
 		if err != nil {
 			f.t.Fatalf("evaluate %s/%s: %v", it.mv.Name, it.mv.Version, err)
@@ -51,7 +57,7 @@ func (f *fixture) agreeingPass() {
 		got := &writeRecorder{w: real}
 		rec.writer = got
 		notesBefore := len(f.notes.events())
-		if _, _, err := rec.handleItem(f.ctx, it); mlflow.IsNotFound(err) {
+		if _, _, err := rec.handleItem(f.ctx, rec.planner.with(cache), cache, it); mlflow.IsNotFound(err) {
 			continue // deleted under the daemon's feet (TestBadRegistryInput)
 		} else if err != nil {
 			f.t.Fatalf("daemon on %s/%s: %v", it.mv.Name, it.mv.Version, err)

@@ -82,6 +82,8 @@ type fixture struct {
 	// agree makes every pass check, version by version, that the daemon does exactly
 	// what `modelgate evaluate` says it will (agreeingPass).
 	agree bool
+	// noAudit builds reconcilers without an audit trail (MODELGATE_AUDIT_EXPERIMENT=off).
+	noAudit bool
 }
 
 // backend is where a scenario runs.
@@ -290,7 +292,10 @@ func (f *fixture) reconciler(w Writer) *Reconciler {
 	if s, ok := w.(AuditStore); ok { // a writer that stands for the whole process (crash tests)
 		store = s
 	}
-	f.audit = NewAudit(AuditOptions{Store: store, Experiment: f.auditExperiment(), Keys: f.keys, Logger: logger})
+	f.audit = nil
+	if !f.noAudit {
+		f.audit = NewAudit(AuditOptions{Store: store, Experiment: f.auditExperiment(), Keys: f.keys, Logger: logger})
+	}
 	rec, err := New(Config{
 		Reader: scoped{f.client, f.base}, Writer: w, Policy: f.policy, Notifier: f.notes, Clock: f.clock.Now,
 		Logger: logger, Keys: f.keys, Audit: f.audit,

@@ -63,6 +63,13 @@ type Planner struct {
 	audit  AuditLog
 }
 
+// with returns the planner reading through r.
+func (p *Planner) with(r PlanReader) *Planner {
+	c := *p
+	c.reader = r
+	return &c
+}
+
 // NewPlanner builds a planner.
 func NewPlanner(cfg PlannerConfig) (*Planner, error) {
 	if cfg.Reader == nil {

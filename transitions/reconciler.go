@@ -712,6 +712,8 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 		versions := byModel[model]
 		slices.SortFunc(versions, func(a, b *item) int { return mlflow.CompareVersions(a.mv.Version, b.mv.Version) })
 		g.Go(func() error {
+			cache := newModelCache(r.reader)
+			planner := r.planner.with(cache)
 			for _, it := range versions {
 				if gctx.Err() != nil {
 					return nil // shutting down: start nothing new
@@ -725,7 +727,7 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 					// on every pass, but it waits for its retry time like the rest.
 					continue
 				}
-				status, gate, _ := r.handleItem(gctx, it)
+				status, gate, _ := r.handleItem(gctx, planner, cache, it)
 				mu.Lock()
 				switch _, known := pending[k]; {
 				case status == StatusPendingReview && !known:
@@ -747,9 +749,9 @@ func (r *Reconciler) handle(ctx context.Context, items map[versionKey]*item, pen
 // handleItem handles one version and deals with the outcome: a version that failed is
 // logged and retried later with backoff, one that disappeared (deleted or renamed) is
 // dropped. It returns what handleVersion returned.
-func (r *Reconciler) handleItem(ctx context.Context, it *item) (Status, string, error) {
+func (r *Reconciler) handleItem(ctx context.Context, planner *Planner, cache *modelCache, it *item) (Status, string, error) {
 	k := versionKey{it.mv.Name, it.mv.Version}
-	status, gate, err := r.handleVersion(ctx, it)
+	status, gate, err := r.handleVersion(ctx, planner, cache, it)
 	switch {
 	case err == nil:
 		r.forget(k)
@@ -809,12 +811,16 @@ func (r *Reconciler) parkedAsIs(k versionKey, mv mlflow.ModelVersion) bool {
 	return false
 }
 
-// handleVersion plans what one version needs and applies the plan. It returns the
-// status the version ends with ("" when it is unknown: the plan failed) and its gate.
-func (r *Reconciler) handleVersion(ctx context.Context, it *item) (Status, string, error) {
-	p, err := r.planner.Plan(ctx, it.mv, it.full)
+// handleVersion plans what one version needs, with the model's cache, and applies the
+// plan. It returns the status the version ends with ("" when it is unknown: the plan
+// failed) and its gate.
+func (r *Reconciler) handleVersion(ctx context.Context, planner *Planner, cache *modelCache, it *item) (Status, string, error) {
+	p, err := planner.Plan(ctx, it.mv, it.full)
 	if err != nil {
 		return "", "", err
+	}
+	if len(p.Writes) > 0 {
+		defer cache.forgetAliases()
 	}
 	if err := r.Apply(ctx, p); err != nil {
 		return "", p.Gate, err

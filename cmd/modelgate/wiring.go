@@ -42,6 +42,7 @@ func newClient(cfg Config, logger *slog.Logger, observer mlflow.Observer, fence 
 		Logger:         logger,
 		Observer:       observer,
 		Fence:          fence,
+		MaxInFlight:    cfg.Concurrency,
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,14 +17,15 @@ import (
 	"github.com/modelgate/modelgate/mlflow/mlflowtest"
 )
 
-// backfill registers three identical sets of n versions over several models (every
+// backfill registers four identical sets of n versions over several models (every
 // fourth one unfair, the rest good) and decides each set a different way, on the same
 // server, timing each:
-//   - modelgate starting on a registry where they wait (one pass decides them all);
+//   - modelgate starting on a registry where they wait (one pass decides them all), with
+//     its audit trail off (the script writes none) and, on the second set, on;
 //   - the floor: a tight Go loop issuing the bare requests those decisions need (read
 //     the run, find the champion and its metrics, write the report, the tags, the alias,
-//     the status), with modelgate's parallelism (models at once, a model's versions in
-//     order);
+//     the status, the former champion's superseded state), with modelgate's parallelism
+//     (models at once, a model's versions in order);
 //   - the script teams write today: Python, MlflowClient, one version after the other.
 func backfill(ctx context.Context, args []string) error {
 	fs := newFlags("backfill")
@@ -37,61 +39,90 @@ func backfill(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	fmt.Printf("== backfill: %d versions over %d models, decided three ways, %d runs\n", *n, *models, *runs)
-	fmt.Printf("%-4s %12s %12s %12s %10s %10s %14s %14s\n", "run", "modelgate", "floor", "python", "mg req", "floor req", "mg / floor", "python / mg")
-	var mg, fl, py []time.Duration
+	fmt.Printf("== backfill: %d versions over %d models, decided four ways, %d runs\n", *n, *models, *runs)
+	fmt.Printf("%-4s %12s %12s %12s %12s %9s %9s %9s %11s %11s %11s\n", "run", "modelgate", "mg+audit", "floor", "python",
+		"mg req/v", "audit/v", "floor/v", "mg / floor", "python / mg", "py / mg+au")
+	var mg, mga, fl, py []time.Duration
 	for r := range *runs {
 		res, err := backfillOnce(ctx, e, r, *n, *models)
 		if err != nil {
 			return err
 		}
-		mg, fl, py = append(mg, res.modelgate), append(fl, res.floor), append(py, res.python)
-		fmt.Printf("%-4d %12s %12s %12s %10.0f %10d %14.2f %14.1f\n", r+1, res.modelgate.Round(time.Millisecond), res.floor.Round(time.Millisecond),
-			res.python.Round(time.Millisecond), res.modelgateReqs, res.floorReqs, ratio(res.modelgate, res.floor), ratio(res.python, res.modelgate))
+		mg, mga, fl, py = append(mg, res.modelgate), append(mga, res.withAudit), append(fl, res.floor), append(py, res.python)
+		fmt.Printf("%-4d %12s %12s %12s %12s %9.1f %9.1f %9.1f %11.2f %11.2f %11.2f\n", r+1, res.modelgate.Round(time.Millisecond),
+			res.withAudit.Round(time.Millisecond), res.floor.Round(time.Millisecond), res.python.Round(time.Millisecond),
+			res.modelgateReqs/float64(*n), res.auditReqs/float64(*n), float64(res.floorReqs)/float64(*n),
+			ratio(res.modelgate, res.floor), ratio(res.python, res.modelgate), ratio(res.python, res.withAudit))
 	}
-	mgMed, flMed, pyMed := quantile(mg, 0.5), quantile(fl, 0.5), quantile(py, 0.5)
-	fmt.Printf("%-4s %12s %12s %12s\n", "med", mgMed.Round(time.Millisecond), flMed.Round(time.Millisecond), pyMed.Round(time.Millisecond))
-	fmt.Printf("per version (median): modelgate %s, floor %s, Python %s\n", mgMed/time.Duration(*n), flMed/time.Duration(*n), pyMed/time.Duration(*n))
-	fmt.Printf("modelgate / floor = %.2f (target <= 1.5); Python script / modelgate = %.1f (target >= 5)\n\n", ratio(mgMed, flMed), ratio(pyMed, mgMed))
+	mgMed, mgaMed, flMed, pyMed := quantile(mg, 0.5), quantile(mga, 0.5), quantile(fl, 0.5), quantile(py, 0.5)
+	fmt.Printf("%-4s %12s %12s %12s %12s\n", "med", mgMed.Round(time.Millisecond), mgaMed.Round(time.Millisecond), flMed.Round(time.Millisecond), pyMed.Round(time.Millisecond))
+	fmt.Printf("modelgate / floor = %.2f (target <= 1.5); Python script / modelgate = %.2f (audit off), %.2f (audit on)\n\n",
+		ratio(mgMed, flMed), ratio(pyMed, mgMed), ratio(pyMed, mgaMed))
 	return nil
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 type backfillResult struct {
-	modelgate, floor, python time.Duration
-	modelgateReqs            float64
-	floorReqs                int64
+	modelgate, withAudit, floor, python time.Duration
+	modelgateReqs, auditReqs            float64 // the audit trail's requests in the audit-on run
+	floorReqs                           int64
 }
 
-// backfillOnce seeds three fresh sets of versions (named after the run) and decides them
-// with modelgate, with the floor, and with the Python script.
+// auditEndpoints are the requests of the audit trail (runs in its experiment).
+var auditEndpoints = []string{`endpoint="runs/create"`, `endpoint="runs/log-batch"`, `endpoint="runs/update"`,
+	`endpoint="runs/search"`, `endpoint="experiments/get-by-name"`, `endpoint="experiments/create"`, `endpoint="experiments/set-experiment-tag"`}
+
+// backfillOnce seeds four fresh sets of versions (named after the run) and decides them
+// with modelgate (audit trail off, then on), with the floor, and with the Python script.
 func backfillOnce(ctx context.Context, e *env, run, n, models int) (backfillResult, error) {
 	var res backfillResult
-	mgPrefix, floorPrefix, pyPrefix := fmt.Sprintf("bench-mg%d", run), fmt.Sprintf("floor%d", run), fmt.Sprintf("py%d", run)
-	for _, prefix := range []string{mgPrefix, floorPrefix, pyPrefix} {
+	mgPrefix, auditPrefix, floorPrefix, pyPrefix := fmt.Sprintf("bench-mg%d", run), fmt.Sprintf("bench-au%d", run), fmt.Sprintf("floor%d", run), fmt.Sprintf("py%d", run)
+	for _, prefix := range []string{mgPrefix, auditPrefix, floorPrefix, pyPrefix} {
 		if err := seedUndecided(ctx, e.client, prefix, n, models); err != nil {
 			return res, err
 		}
 	}
 
-	// modelgate: its first pass is a full scan that finds and decides them.
-	start := time.Now()
-	d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1h")
-	if err != nil {
-		return res, err
-	}
-	if err := waitUntil(ctx, 30*time.Minute, func() bool {
-		v, _ := d.metric("modelgate_decisions_total", "")
-		return v >= float64(n)
-	}); err != nil {
+	// modelgate: its first pass is a full scan that finds and decides them. Each daemon
+	// gates only its own set (its policy's glob names the set's prefix).
+	for _, arm := range []struct {
+		prefix string
+		audit  bool
+		took   *time.Duration
+	}{{mgPrefix, false, &res.modelgate}, {auditPrefix, true, &res.withAudit}} {
+		extra := []string{"MODELGATE_POLL_INTERVAL=1h"}
+		if !arm.audit {
+			extra = append(extra, "MODELGATE_AUDIT_EXPERIMENT=off")
+		} else {
+			extra = append(extra, fmt.Sprintf("MODELGATE_AUDIT_EXPERIMENT=bench-audit-%d", run))
+		}
+		policy := strings.Replace(benchPolicy, `models: ["bench-*"]`, fmt.Sprintf(`models: ["%s-*"]`, arm.prefix), 1)
+		start := time.Now()
+		d, err := e.startDaemonWith(ctx, policy, extra...)
+		if err != nil {
+			return res, err
+		}
+		if err := waitUntil(ctx, 30*time.Minute, func() bool {
+			v, _ := d.metric("modelgate_decisions_total", "")
+			return v >= float64(n)
+		}); err != nil {
+			d.stop()
+			return res, err
+		}
+		*arm.took = time.Since(start)
+		if !arm.audit {
+			res.modelgateReqs, _ = d.metric("modelgate_mlflow_requests_total", "")
+		} else {
+			for _, ep := range auditEndpoints {
+				v, _ := d.metric("modelgate_mlflow_requests_total", ep)
+				res.auditReqs += v
+			}
+		}
 		d.stop()
-		return res, err
 	}
-	res.modelgate = time.Since(start)
-	res.modelgateReqs, _ = d.metric("modelgate_mlflow_requests_total", "")
-	d.stop()
 
+	var err error
 	if res.floor, res.floorReqs, err = floor(ctx, e, floorPrefix, models); err != nil {
 		return res, err
 	}
@@ -104,7 +135,7 @@ func backfillOnce(ctx context.Context, e *env, run, n, models int) (backfillResu
 	if err != nil {
 		return res, err
 	}
-	start = time.Now()
+	start := time.Now()
 	cmd := exec.CommandContext(ctx, python, script, pyPrefix+"-")
 	cmd.Env = append(os.Environ(), "MLFLOW_TRACKING_URI="+e.srv.URL, "GIT_PYTHON_REFRESH=quiet")
 	cmd.Stderr = os.Stderr
@@ -206,17 +237,13 @@ func floorDecide(ctx context.Context, c *mlflow.Client, mv mlflow.ModelVersion) 
 	if ok {
 		status = "promoted"
 	}
+	// What modelgate writes (PRODUCT.md v2): the report, the summary and the signed
+	// record, the alias, the status last; and the former champion's report, summary,
+	// record and status (superseded).
 	if _, err := c.UpdateModelVersionDescription(ctx, mv.Name, mv.Version, "report: "+status); err != nil {
 		return err
 	}
-	tags := []string{"modelgate.gate", "modelgate.summary", "modelgate.decided_at", "modelgate.policy_digest", "modelgate.evidence_digest"}
-	if ok {
-		tags = append(tags, "modelgate.promoted_to")
-		if previous != "" {
-			tags = append(tags, "modelgate.previous_version")
-		}
-	}
-	for _, k := range tags {
+	for _, k := range []string{"modelgate.summary", "modelgate.record"} {
 		if err := c.SetModelVersionTag(ctx, mv.Name, mv.Version, k, "x"); err != nil {
 			return err
 		}
@@ -226,5 +253,18 @@ func floorDecide(ctx context.Context, c *mlflow.Client, mv mlflow.ModelVersion) 
 			return err
 		}
 	}
-	return c.SetModelVersionTag(ctx, mv.Name, mv.Version, "modelgate.status", status)
+	if err := c.SetModelVersionTag(ctx, mv.Name, mv.Version, "modelgate.status", status); err != nil {
+		return err
+	}
+	if ok && previous != "" {
+		if _, err := c.UpdateModelVersionDescription(ctx, mv.Name, previous, "report: superseded"); err != nil {
+			return err
+		}
+		for _, k := range []string{"modelgate.summary", "modelgate.record", "modelgate.status"} {
+			if err := c.SetModelVersionTag(ctx, mv.Name, previous, k, "superseded"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/modelgate/modelgate/mlflow"
+	"github.com/modelgate/modelgate/transitions"
 )
 
 // idle seeds registries of growing size with versions that are already decided and
@@ -44,7 +45,9 @@ func idle(ctx context.Context, args []string) error {
 		seeded := time.Since(seedStart)
 		// Idle means nothing registered within the incremental pass' 30s lookback.
 		time.Sleep(31 * time.Second)
-		d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1s")
+		// The audit trail is off: these records have no events in it, which modelgate
+		// would write on its first pass (as after an upgrade from v1).
+		d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1s", "MODELGATE_AUDIT_EXPERIMENT=off")
 		if err != nil {
 			e.Close()
 			return err
@@ -75,39 +78,31 @@ func idle(ctx context.Context, args []string) error {
 	return nil
 }
 
-// seedDecided registers size versions over ten models through the REST API, eight at a
-// time, each created with modelgate.status already set.
+// seedDecided registers size versions over ten models through the REST API, one
+// goroutine per model (so each version's number is known when it is created), each
+// created decided: status rejected and its record (unsigned: the bench daemon runs
+// without MODELGATE_SIGNING_KEY).
 func seedDecided(ctx context.Context, c *mlflow.Client, size int) error {
 	const models = 10
+	g, gctx := errgroup.WithContext(ctx)
 	for m := range models {
-		if _, err := c.CreateRegisteredModel(ctx, fmt.Sprintf("bench-idle-%d", m), nil, ""); err != nil && !mlflow.IsAlreadyExists(err) {
-			return err
-		}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(size) {
-					return
-				}
-				_, err := c.CreateModelVersion(ctx, mlflow.CreateModelVersionRequest{
-					Name: fmt.Sprintf("bench-idle-%d", i%models), Source: "s3://bench/model",
-					Tags: mlflow.Tags{"modelgate.status": "rejected", "modelgate.gate": "bench"},
-				})
-				if err != nil {
-					errs <- err
-					return
+		name := fmt.Sprintf("bench-idle-%d", m)
+		g.Go(func() error {
+			if _, err := c.CreateRegisteredModel(gctx, name, nil, ""); err != nil && !mlflow.IsAlreadyExists(err) {
+				return err
+			}
+			for v := 1; (v-1)*models+m < size; v++ {
+				version := strconv.Itoa(v)
+				rec := transitions.Keys{}.Encode(name, version, transitions.Record{Seq: 1, Status: transitions.StatusRejected, Gate: "bench", At: "2026-11-01T00:00:00Z"})
+				if _, err := c.CreateModelVersion(gctx, mlflow.CreateModelVersionRequest{
+					Name: name, Source: "s3://bench/model",
+					Tags: mlflow.Tags{transitions.TagStatus: string(transitions.StatusRejected), transitions.TagRecord: rec},
+				}); err != nil {
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return g.Wait()
 }

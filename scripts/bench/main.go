@@ -7,6 +7,7 @@
 //	go run ./scripts/bench latency  [-n 20] [-poll 5s]
 //	go run ./scripts/bench idle     [-sizes 100,1000,10000]
 //	go run ./scripts/bench backfill [-n 200] [-models 8]
+//	go run ./scripts/bench burst    [-n 1000] [-over 1m]
 //	go run ./scripts/bench all
 //
 // It is not part of CI's pass/fail: scripts/bench.sh runs it.
@@ -46,7 +47,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: bench latency|idle|backfill|all [flags]")
+		return errors.New("usage: bench latency|idle|backfill|burst|all [flags]")
 	}
 	workers, err := mlflowWorkers()
 	if err != nil {
@@ -60,8 +61,10 @@ func run(ctx context.Context, args []string) error {
 		return idle(ctx, args[1:])
 	case "backfill":
 		return backfill(ctx, args[1:])
+	case "burst":
+		return burst(ctx, args[1:])
 	case "all":
-		for _, f := range []func(context.Context, []string) error{idle, backfill, latency} {
+		for _, f := range []func(context.Context, []string) error{idle, backfill, burst, latency} {
 			if err := f(ctx, nil); err != nil {
 				return err
 			}
@@ -149,8 +152,13 @@ type daemon struct {
 }
 
 func (e *env) startDaemon(ctx context.Context, extraEnv ...string) (*daemon, error) {
+	return e.startDaemonWith(ctx, benchPolicy, extraEnv...)
+}
+
+// startDaemonWith starts modelgate with a policy of its own.
+func (e *env) startDaemonWith(ctx context.Context, policyText string, extraEnv ...string) (*daemon, error) {
 	policy := filepath.Join(e.dir, "policy.yaml")
-	if err := os.WriteFile(policy, []byte(benchPolicy), 0o644); err != nil {
+	if err := os.WriteFile(policy, []byte(policyText), 0o644); err != nil {
 		return nil, err
 	}
 	addr, err := freeAddr()
