@@ -5,8 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
+MLFLOW_VENV ?= $(or $(MODELGATE_MLFLOW_VENV),.cache/mlflow-venv)
 
-.PHONY: all build test test-long unit vet fuzz bench mlflow tools kube rules-test demo screenshots clean
+.PHONY: all build test test-long unit vet fuzz bench mlflow tools kube rules-test plugin-test demo screenshots clean
 
 all: build
 
@@ -58,7 +59,12 @@ test: mlflow tools kube vet
 	  else echo "promtool missing: alert rule tests skipped (make tools)"; fi
 	go test $(GO_TEST_FLAGS) ./...
 	cd charts && go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory plugin-test
 	$(MAKE) --no-print-directory fuzz
+
+# The modelgate-auth MLflow app's own tests (pytest, against a real MLflow server).
+plugin-test: mlflow
+	$(MLFLOW_VENV)/bin/python -m pytest -q mlflow/modelgate-auth/tests
 
 # The long soaks, beside make test: modelgate killed with SIGKILL 200 times while a write
 # is on the wire (make test runs 20).

@@ -294,6 +294,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	u := *c.base
 	u.Path = c.base.Path + apiPrefix + path
+	if strings.HasPrefix(path, "/") { // an endpoint outside MLflow's own API (a server plugin's)
+		u.Path = c.base.Path + path
+	}
 	var body []byte
 	if method == http.MethodGet {
 		if q, ok := in.(url.Values); ok {

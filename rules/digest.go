@@ -72,6 +72,9 @@ func (g *Gate) canonical() []string {
 	if g.Review.RecertifyAfter > 0 {
 		lines = append(lines, "recertify_after:"+g.Review.RecertifyAfter.String())
 	}
+	if g.Review.Identity == IdentityVerified {
+		lines = append(lines, fmt.Sprintf("identity:verified:%t", g.Review.ForbidSelfApproval))
+	}
 	for _, st := range g.Promote.Rollout {
 		lines = append(lines, "rollout:"+st.Alias+":"+st.Soak.String())
 		for _, c := range st.Checks {

@@ -378,8 +378,8 @@ func (l *loader) crossGate(p *Policy, gatesNode *yaml.Node) {
 }
 
 func (l *loader) gate(n *yaml.Node) *Gate {
-	g := &Gate{OnMissing: Review, Review: ReviewPolicy{Required: ReviewOnFailure, MinApprovals: 1}}
-	var checksNode, reviewNode, approversNode, minApprovalsNode, nameNode, modelsNode *yaml.Node
+	g := &Gate{OnMissing: Review, Review: ReviewPolicy{Required: ReviewOnFailure, MinApprovals: 1, Identity: IdentityAsserted}}
+	var checksNode, reviewNode, approversNode, minApprovalsNode, nameNode, modelsNode, forbidNode *yaml.Node
 	what := "gate"
 	if name := peekName(n); name != "" {
 		what = "gate " + strconv.Quote(name)
@@ -444,6 +444,20 @@ func (l *loader) gate(n *yaml.Node) *Gate {
 					g.Review.Overriders = l.people(v, "review.overriders", "overrider")
 				},
 				"recertify_after": func(_, v *yaml.Node) { g.Review.RecertifyAfter = l.duration(v, "review.recertify_after") },
+				"identity": func(_, v *yaml.Node) {
+					s, ok := l.str(v, "review.identity")
+					switch id := Identity(strings.TrimSpace(s)); {
+					case !ok:
+					case id == IdentityAsserted || id == IdentityVerified:
+						g.Review.Identity = id
+					default:
+						l.errorf(v, "review.identity must be asserted or verified, got %q", s)
+					}
+				},
+				"forbid_self_approval": func(_, v *yaml.Node) {
+					forbidNode = v
+					g.Review.ForbidSelfApproval, _ = l.boolean(v, "review.forbid_self_approval")
+				},
 			})
 		},
 		"promote": func(k, v *yaml.Node) { g.Promote = l.promotion(k, v) },
@@ -462,6 +476,9 @@ func (l *loader) gate(n *yaml.Node) *Gate {
 		l.errorf(orNode(minApprovalsNode, n), "review.min_approvals must be at least 1, got %d", g.Review.MinApprovals)
 	case len(g.Review.Approvers) > 0 && g.Review.MinApprovals > len(g.Review.Approvers):
 		l.errorf(orNode(minApprovalsNode, n), "review.min_approvals is %d but only %d approvers are listed: no version could ever be approved", g.Review.MinApprovals, len(g.Review.Approvers))
+	}
+	if g.Review.ForbidSelfApproval && g.Review.Identity != IdentityVerified {
+		l.errorf(orNode(forbidNode, n), "review.forbid_self_approval needs review.identity: verified: only the modelgate-auth MLflow app records who created a version (see the README's \"Verified votes\")")
 	}
 	if g.CanRequestReview() && len(g.Review.Approvers) == 0 {
 		l.errorf(orNode(approversNode, orNode(reviewNode, n)), "gate %q can send versions to review (%s) but lists no approvers: add review.approvers, or make it unable to (on_fail: reject, on_missing: reject, review.required: never)", g.Name, reviewReason(g))

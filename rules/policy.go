@@ -127,7 +127,22 @@ type ReviewPolicy struct {
 	// RecertifyAfter: a promoted version whose approval is older than this needs fresh
 	// approvals (status recertification_due; it keeps its alias). 0: never.
 	RecertifyAfter time.Duration
+	// Identity says whose votes count: asserted (the default: the name in the tag) or
+	// verified (only votes the modelgate-auth MLflow app recorded as set by that user).
+	Identity Identity
+	// ForbidSelfApproval ignores an approval or override by the version's recorded
+	// creator (needs Identity verified: only the plugin records the creator).
+	ForbidSelfApproval bool
 }
+
+// Identity is how a vote's author is known.
+type Identity string
+
+// Identities.
+const (
+	IdentityAsserted Identity = "asserted" // the name in the tag, as MLflow OSS records no author
+	IdentityVerified Identity = "verified" // recorded by the modelgate-auth MLflow app
+)
 
 // Promotion is where an approved version goes: an alias, or a stage.
 type Promotion struct {
@@ -311,6 +326,13 @@ func (p *Policy) Describe() string {
 		}
 		if g.Review.RecertifyAfter > 0 {
 			fmt.Fprintf(&b, "  re-certification: approval needed again after %s\n", FormatDuration(g.Review.RecertifyAfter))
+		}
+		if g.Review.Identity == IdentityVerified {
+			b.WriteString("  identity: verified (only votes the modelgate-auth MLflow app recorded count)")
+			if g.Review.ForbidSelfApproval {
+				b.WriteString("; the version's creator cannot approve or override it")
+			}
+			b.WriteString("\n")
 		}
 		for _, st := range g.Promote.Rollout {
 			fmt.Fprintf(&b, "  rollout stage alias:%s: soak %s", st.Alias, FormatDuration(st.Soak))

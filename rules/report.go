@@ -25,12 +25,22 @@ type Report struct {
 	approvers    []string
 	overriders   []string
 	minApprovals int
+	verified     bool // review.identity: verified
 }
 
 // Report wraps a decision of this gate with its status and review, for rendering.
 func (g *Gate) Report(d Decision, status string, decidedAt time.Time, review *Tally, notes ...string) Report {
 	return Report{Decision: d, Status: status, DecidedAt: decidedAt.UTC(), Review: review, Notes: notes,
-		approvers: g.Review.Approvers, overriders: g.Review.Overriders, minApprovals: g.Review.MinApprovals}
+		approvers: g.Review.Approvers, overriders: g.Review.Overriders, minApprovals: g.Review.MinApprovals,
+		verified: g.Review.Identity == IdentityVerified}
+}
+
+// who is a voter's name as the report shows it, marked when modelgate-auth verified it.
+func who(v Vote) string {
+	if v.Verified {
+		return md(v.Name) + " (✔ verified)"
+	}
+	return md(v.Name)
 }
 
 // JSON renders the report as indented JSON.
@@ -310,7 +320,7 @@ const maxListedApprovers = 10
 func (r Report) writeReview(b *strings.Builder) {
 	t := r.Review
 	if t != nil && t.Override != nil {
-		fmt.Fprintf(b, "\n**Overridden by %s:** %s\n", md(t.Override.Name), md(clipText(t.Override.Comment, 500)))
+		fmt.Fprintf(b, "\n**Overridden by %s:** %s\n", who(*t.Override), md(clipText(t.Override.Comment, 500)))
 	}
 	if t != nil && r.Status != "pending_review" {
 		if len(t.Approvals) > 0 {
@@ -320,7 +330,7 @@ func (r Report) writeReview(b *strings.Builder) {
 				if i == 0 {
 					sep = ""
 				}
-				fmt.Fprintf(b, "%s %s", sep, md(v.Name))
+				fmt.Fprintf(b, "%s %s", sep, who(v))
 				if v.Comment != "" {
 					fmt.Fprintf(b, " (“%s”)", md(clipText(v.Comment, 200)))
 				}
@@ -328,7 +338,7 @@ func (r Report) writeReview(b *strings.Builder) {
 			b.WriteString(".\n")
 		}
 		if t.Rejection != nil {
-			fmt.Fprintf(b, "\n**Rejected by %s:** %s\n", md(t.Rejection.Name), md(cmpOr(clipText(t.Rejection.Comment, 500), "(no reason given)")))
+			fmt.Fprintf(b, "\n**Rejected by %s:** %s\n", who(*t.Rejection), md(cmpOr(clipText(t.Rejection.Comment, 500), "(no reason given)")))
 		}
 	}
 	switch r.Status {
@@ -363,7 +373,7 @@ func (r Report) writeVoting(b *strings.Builder) {
 	if t != nil {
 		for _, v := range t.Approvals {
 			approved[strings.ToLower(v.Name)] = true
-			s := "**" + md(v.Name) + "** approved"
+			s := "**" + who(v) + "** approved"
 			if v.Comment != "" {
 				s += " (“" + md(clipText(v.Comment, 200)) + "”)"
 			}
@@ -396,6 +406,9 @@ func (r Report) writeVoting(b *strings.Builder) {
 	if len(r.overriders) > 0 {
 		fmt.Fprintf(b, " Overriders (%s) may promote it despite the checks: %s = the reason.",
 			md(strings.Join(r.overriders, ", ")), code(OverridePrefix+"<your name>"))
+	}
+	if r.verified {
+		b.WriteString(" Votes are verified: add yours while signed in to MLflow as yourself; MLflow refuses a vote in another name.")
 	}
 	b.WriteString(" Then **reload this page**: MLflow does not refresh it.\n")
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment with the MLflow server that the integration
-# tests, the demo and the benchmarks run: mlflow==3.18.0 with the basic-auth extra.
+# tests, the demo and the benchmarks run: mlflow==3.18.0 with the basic-auth extra, and
+# the modelgate-auth app of this tree (mlflow/modelgate-auth) with pytest for its tests.
 # Re-uses the environment when it already holds that version.
 #
 #   scripts/install-mlflow.sh            # into .cache/mlflow-venv
@@ -19,8 +20,19 @@ installed() {
   "$venv/bin/python" -c 'import flask_wtf, sklearn' 2>/dev/null
 }
 
+# The modelgate-auth app (mlflow/modelgate-auth) and its test tools, installed into the
+# same environment on every run, so the server always runs the tree's plugin.
+install_plugin() {
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest requests
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$root/mlflow/modelgate-auth"
+  rm -rf "$root/mlflow/modelgate-auth/build" "$root"/mlflow/modelgate-auth/*.egg-info
+  "$venv/bin/python" -c 'import modelgate_auth' || { say "modelgate-auth did not install into $venv"; exit 1; }
+  say "modelgate-auth installed in $venv (mlflow server --app-name modelgate-auth)"
+}
+
 if installed; then
   say "MLflow $MLFLOW_VERSION already in $venv"
+  install_plugin
   exit 0
 fi
 
@@ -82,4 +94,5 @@ PY
 fi
 
 installed || { say "installation in $venv is incomplete: mlflow $MLFLOW_VERSION, Flask-WTF or scikit-learn cannot be imported"; exit 1; }
+install_plugin
 say "MLflow $("$venv/bin/mlflow" --version 2>/dev/null | awk '{print $NF}') ready in $venv"

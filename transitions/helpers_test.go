@@ -24,6 +24,7 @@ var mlflowServer = mlflowtest.NewShared(mlflowtest.Options{})
 func TestMain(m *testing.M) {
 	code := m.Run()
 	mlflowServer.Close()
+	verifiedServer.Close()
 	os.Exit(code)
 }
 

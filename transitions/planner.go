@@ -24,6 +24,9 @@ const actorModelgate = "modelgate"
 type PlanReader interface {
 	EvidenceReader
 	GetModelVersion(ctx context.Context, name, version string) (mlflow.ModelVersion, error)
+	// GetVoteRecords reads what the modelgate-auth MLflow app recorded for a version
+	// (gates with review.identity: verified).
+	GetVoteRecords(ctx context.Context, name, version string) (mlflow.VoteRecords, error)
 	GetRegisteredModel(ctx context.Context, name string) (mlflow.RegisteredModel, error)
 }
 
@@ -61,6 +64,24 @@ type Planner struct {
 	since  time.Time
 	keys   Keys
 	audit  AuditLog
+}
+
+// tally counts a version's votes. Under review.identity: verified it first reads what the
+// modelgate-auth app recorded for the version (one request, made only when the version
+// carries a vote tag).
+func (p *Planner) tally(ctx context.Context, gate *rules.Gate, mv mlflow.ModelVersion, requested, now time.Time) (rules.Tally, error) {
+	if gate.Review.Identity != rules.IdentityVerified || !slices.ContainsFunc(slices.Collect(maps.Keys(mv.Tags)), rules.IsVoteKey) {
+		return gate.Tally(mv.Tags, requested, now), nil
+	}
+	recs, err := p.reader.GetVoteRecords(ctx, mv.Name, mv.Version)
+	if err != nil {
+		return rules.Tally{}, fmt.Errorf("read the vote records of %s/%s: %w", mv.Name, mv.Version, err)
+	}
+	att := &rules.Attestations{Votes: recs.Setters()}
+	if recs.Creator != nil {
+		att.Creator = recs.Creator.User
+	}
+	return gate.TallyAttested(mv.Tags, requested, now, att), nil
 }
 
 // with returns the planner reading through r.
@@ -153,7 +174,10 @@ func (p *Planner) next(ctx context.Context, pl *Plan, mv mlflow.ModelVersion, re
 	gate := p.policy.GateFor(mv.Name)
 	var tally rules.Tally
 	if gate != nil {
-		tally = gate.Tally(mv.Tags, rec.requested(), p.now())
+		var err error
+		if tally, err = p.tally(ctx, gate, mv, rec.requested(), p.now()); err != nil {
+			return err
+		}
 	}
 	switch {
 	case hasTag(mv, TagReevaluate):
@@ -334,7 +358,10 @@ func (p *Planner) decide(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlf
 		// The tally of a review requested now: what every later pass shows until a vote
 		// comes (votes already on the version included), so the report is written once.
 		now := p.now()
-		tally := gate.Tally(mv.Tags, now, now)
+		tally, err := p.tally(ctx, gate, mv, now, now)
+		if err != nil {
+			return err
+		}
 		p.commit(pl, gate, mv, from, change{status: StatusPendingReview, d: d, tally: &tally, notes: notes, by: actorModelgate,
 			events: []string{EventReviewRequested}, requested: now})
 	case rules.Approved:
@@ -709,7 +736,10 @@ func (p *Planner) endSoak(ctx context.Context, pl *Plan, gate *rules.Gate, mv ml
 			approvedBy: rec.ApprovedBy, stage: st.Alias, stagedAt: rec.StagedAt})
 	default:
 		now := p.now()
-		tally := gate.Tally(mv.Tags, now, now)
+		tally, err := p.tally(ctx, gate, mv, now, now)
+		if err != nil {
+			return err
+		}
 		p.commit(pl, gate, mv, rec, change{status: StatusPendingReview, d: sd, tally: &tally, by: actorModelgate,
 			events: []string{EventReviewRequested}, requested: now, moves: leaveStageMove(rec),
 			notes: []string{note + ", its checks ask the approvers: " + st.Alias + " removed from it until they approve"},
@@ -750,7 +780,10 @@ func (p *Planner) recertify(ctx context.Context, pl *Plan, gate *rules.Gate, mv 
 	if rec.Status == StatusPromoted {
 		mv, events := setVotesAside(pl, mv, rec.Evidence)
 		pl.setAside = events
-		tally := gate.Tally(mv.Tags, now, now)
+		tally, err := p.tally(ctx, gate, mv, now, now)
+		if err != nil {
+			return err
+		}
 		c := held
 		c.status, c.d, c.tally, c.by, c.requested = StatusRecertificationDue, d, &tally, actorModelgate, now
 		c.events = append(events, EventRecertificationDue)
@@ -760,7 +793,10 @@ func (p *Planner) recertify(ctx context.Context, pl *Plan, gate *rules.Gate, mv 
 		pl.log("re-certification due", "model", mv.Name, "version", mv.Version, "gate", gate.Name, "target", rec.PromotedTo)
 		return nil
 	}
-	tally := gate.Tally(mv.Tags, rec.requested(), now)
+	tally, err := p.tally(ctx, gate, mv, rec.requested(), now)
+	if err != nil {
+		return err
+	}
 	counted := countedEvents(&tally, rec)
 	c := held
 	c.d, c.tally, c.by = d, &tally, actorModelgate
@@ -944,7 +980,10 @@ func (p *Planner) review(ctx context.Context, pl *Plan, gate *rules.Gate, mv mlf
 	pl.Gate = gate.Name
 	requested := rec.requested()
 	now := p.now()
-	tally := gate.Tally(mv.Tags, requested, now)
+	tally, err := p.tally(ctx, gate, mv, requested, now)
+	if err != nil {
+		return err
+	}
 	policyChanged := rec.Policy != gate.Digest()
 	votesChanged := rec.Votes != votesFingerprint(mv.Tags)
 	unchanged := tally.Outcome == rules.ReviewPending && !policyChanged && !votesChanged
@@ -1181,7 +1220,10 @@ func (p *Planner) override(ctx context.Context, pl *Plan, gate *rules.Gate, mv m
 	if err != nil {
 		return err
 	}
-	tally := gate.Tally(mv.Tags, rec.requested(), p.now())
+	tally, err := p.tally(ctx, gate, mv, rec.requested(), p.now())
+	if err != nil {
+		return err
+	}
 	note := fmt.Sprintf("OVERRIDDEN by %s: %s (checks and rejections below were overridden)", o.Name, clipReason(o.Comment))
 	pl.overridden = true
 	return p.promote(ctx, pl, gate, mv, rec, d, &tally, []string{note}, o.Name, nil)

@@ -62,6 +62,10 @@ type Config struct {
 	// of webhook events for one version (created, then several tags) leads to one
 	// evaluation (default 100ms).
 	Debounce time.Duration
+	// RecheckAfter is when a version with a vote that modelgate-auth had no record of
+	// yet is looked at again, once per set of such votes (default 2s): MLflow may deliver
+	// the webhook before the plugin has committed its record.
+	RecheckAfter time.Duration
 }
 
 // fullScanPageSize is the page size of a full scan, which pages through everything
@@ -91,6 +95,7 @@ type Reconciler struct {
 	halted      error     // most records failed verification: no writes until a full scan passes
 	retry       map[versionKey]retryState
 	nudged      map[versionKey]bool
+	rechecked   map[versionKey]string     // the unrecorded votes a recheck was scheduled for
 	pending     map[versionKey]openReview // open reviews as of the last pass
 	holders     map[targetKey]string      // who holds each gated target, by modelgate's records
 	wake        chan struct{}             // a nudge arrived
@@ -138,6 +143,7 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.Lookback = cmp.Or(cfg.Lookback, 30*time.Second)
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, 30*time.Second)
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
+	cfg.RecheckAfter = cmp.Or(cfg.RecheckAfter, 2*time.Second)
 	cfg.PageSize = cmp.Or(cfg.PageSize, 200)
 	pc := PlannerConfig{Reader: cfg.Reader, Policy: cfg.Policy, Logger: cfg.Logger, Clock: cfg.Clock, Since: cfg.Since, Keys: cfg.Keys}
 	if cfg.Audit != nil {
@@ -150,7 +156,7 @@ func New(cfg Config) (*Reconciler, error) {
 	return &Reconciler{
 		cfg: cfg, reader: cfg.Reader, writer: cfg.Writer, planner: planner, audit: cfg.Audit, policy: cfg.Policy,
 		logger: cfg.Logger, metrics: cfg.Metrics, notify: cfg.Notifier, now: cfg.Clock,
-		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{}, holders: map[targetKey]string{},
+		retry: map[versionKey]retryState{}, nudged: map[versionKey]bool{}, holders: map[targetKey]string{}, rechecked: map[versionKey]string{},
 		pending: map[versionKey]openReview{}, wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -826,7 +832,33 @@ func (r *Reconciler) handleVersion(ctx context.Context, planner *Planner, cache 
 		return "", p.Gate, err
 	}
 	r.track(p)
+	r.recheckUnrecorded(p)
 	return p.Status, p.Gate, nil
+}
+
+// recheckUnrecorded looks at a version again shortly when its review ignored a vote that
+// modelgate-auth had no record of yet, once for each set of such votes: a vote is not
+// dropped because its record came a moment after its tag, and a forged tag (written
+// around MLflow's API) does not keep the reconciler busy.
+func (r *Reconciler) recheckUnrecorded(p *Plan) {
+	var keys []string
+	if p.Report != nil {
+		keys = p.Review.Unrecorded()
+	}
+	k := versionKey{p.Model, p.Version}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(keys) == 0 {
+		delete(r.rechecked, k)
+		return
+	}
+	slices.Sort(keys)
+	fp := strings.Join(keys, "\x00")
+	if r.rechecked[k] == fp {
+		return
+	}
+	r.rechecked[k] = fp
+	time.AfterFunc(r.cfg.RecheckAfter, func() { r.Nudge(p.Model, p.Version) })
 }
 
 // track keeps the holders map in step with what a plan wrote.

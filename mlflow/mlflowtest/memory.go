@@ -42,6 +42,7 @@ type Memory struct {
 	experiments  map[string]*mlflow.Experiment // by name
 	ids          int
 	lastStamp    int64
+	voteRecords  map[[2]string]*mlflow.VoteRecords // what a modelgate-auth app would record
 }
 
 type memModel struct {
@@ -351,6 +352,41 @@ func (m *Memory) DeleteAlias(_ context.Context, name, alias string) error {
 	}
 	rm.rm.Aliases = slices.DeleteFunc(rm.rm.Aliases, func(a mlflow.Alias) bool { return a.Alias == alias })
 	return nil
+}
+
+// RecordVote records, as the modelgate-auth app would, that user set (action "set") or
+// deleted a vote tag of a version; action "create" records the version's creator.
+func (m *Memory) RecordVote(name, version, key, user, action string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.voteRecords == nil {
+		m.voteRecords = map[[2]string]*mlflow.VoteRecords{}
+	}
+	r := m.voteRecords[[2]string{name, version}]
+	if r == nil {
+		r = &mlflow.VoteRecords{}
+		m.voteRecords[[2]string{name, version}] = r
+	}
+	if action == "create" {
+		r.Creator = &mlflow.VoteCreator{User: user}
+		return
+	}
+	r.Votes = append(r.Votes, mlflow.VoteRecord{Key: key, User: user, Action: action})
+}
+
+// GetVoteRecords returns what RecordVote recorded; with nothing ever recorded it answers
+// as a server without the modelgate-auth app does.
+func (m *Memory) GetVoteRecords(_ context.Context, name, version string) (mlflow.VoteRecords, error) {
+	m.observe(mlflow.VoteRecordsPath)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.voteRecords == nil {
+		return mlflow.VoteRecords{}, mlflow.ErrNoVoteRecords
+	}
+	if r := m.voteRecords[[2]string{name, version}]; r != nil {
+		return mlflow.VoteRecords{Votes: slices.Clone(r.Votes), Creator: r.Creator}, nil
+	}
+	return mlflow.VoteRecords{}, nil
 }
 
 // GetModelVersionByAlias returns the version an alias points at; an unset alias is

@@ -69,6 +69,7 @@ type Registry interface {
 	SetAlias(ctx context.Context, name, alias, version string) error
 	DeleteAlias(ctx context.Context, name, alias string) error
 	GetModelVersionByAlias(ctx context.Context, name, alias string) (mlflow.ModelVersion, error)
+	GetVoteRecords(ctx context.Context, name, version string) (mlflow.VoteRecords, error)
 	TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (mlflow.ModelVersion, error)
 	GetLatestVersions(ctx context.Context, name string, stages ...string) ([]mlflow.ModelVersion, error)
 	CreateExperiment(ctx context.Context, name string) (string, error)

@@ -10,6 +10,7 @@ package mlflowtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,9 @@ type Options struct {
 	// (AdminUser/AdminPassword) and default_permission DefaultPermission (READ if empty).
 	BasicAuth         bool
 	DefaultPermission string
+	// AppName replaces basic-auth as the --app-name of a BasicAuth server, e.g.
+	// "modelgate-auth" (mlflow/modelgate-auth, which scripts/install-mlflow.sh installs).
+	AppName string
 	// Dir holds the store; a new temporary directory when empty.
 	Dir string
 	// Workers is the number of uvicorn workers (default 1, which keeps tests light;
@@ -167,7 +171,7 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		args = append(args, "--app-name", "basic-auth")
+		args = append(args, "--app-name", cmp.Or(s.opts.AppName, "basic-auth"))
 		env = append(env, "MLFLOW_AUTH_CONFIG_PATH="+ini, "MLFLOW_FLASK_SERVER_SECRET_KEY=modelgate-tests")
 	}
 	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
