@@ -80,8 +80,7 @@ func idle(ctx context.Context, args []string) error {
 
 // seedDecided registers size versions over ten models through the REST API, one
 // goroutine per model (so each version's number is known when it is created), each
-// created decided: status rejected and its record (unsigned: the bench daemon runs
-// without MODELGATE_SIGNING_KEY).
+// created decided: status rejected and its record, signed with the daemon's key.
 func seedDecided(ctx context.Context, c *mlflow.Client, size int) error {
 	const models = 10
 	g, gctx := errgroup.WithContext(ctx)
@@ -93,7 +92,7 @@ func seedDecided(ctx context.Context, c *mlflow.Client, size int) error {
 			}
 			for v := 1; (v-1)*models+m < size; v++ {
 				version := strconv.Itoa(v)
-				rec := transitions.Keys{}.Encode(name, version, transitions.Record{Seq: 1, Status: transitions.StatusRejected, Gate: "bench", At: "2026-11-01T00:00:00Z"})
+				rec := transitions.Keys{Current: signingKey}.Encode(name, version, transitions.Record{Seq: 1, Status: transitions.StatusRejected, Gate: "bench", At: "2026-11-01T00:00:00Z"})
 				if _, err := c.CreateModelVersion(gctx, mlflow.CreateModelVersionRequest{
 					Name: name, Source: "s3://bench/model",
 					Tags: mlflow.Tags{transitions.TagStatus: string(transitions.StatusRejected), transitions.TagRecord: rec},

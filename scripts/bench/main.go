@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -129,6 +130,9 @@ func (e *env) Close() {
 	_ = os.RemoveAll(e.dir)
 }
 
+// signingKey signs the records of the bench's daemons (and those idle seeds).
+var signingKey = []byte("modelgate-bench-signing-key-0123456789abcdef")
+
 // benchPolicy gates bench-* models: thresholds, a fairness check, a comparison with the
 // champion, promotion to champion.
 const benchPolicy = `gates:
@@ -168,7 +172,7 @@ func (e *env) startDaemonWith(ctx context.Context, policyText string, extraEnv .
 	cmd := exec.Command(e.bin, "run")
 	cmd.Env = append(os.Environ(),
 		"MLFLOW_TRACKING_URI="+e.srv.URL, "MODELGATE_POLICY="+policy, "MODELGATE_LISTEN_ADDR="+addr,
-		"MODELGATE_LOG_LEVEL=warn", "MODELGATE_SINCE=24h")
+		"MODELGATE_LOG_LEVEL=warn", "MODELGATE_SINCE=24h", "MODELGATE_SIGNING_KEY="+hex.EncodeToString(signingKey))
 	cmd.Env = append(cmd.Env, extraEnv...)
 	logf, err := os.Create(filepath.Join(e.dir, "modelgate.log"))
 	if err != nil {

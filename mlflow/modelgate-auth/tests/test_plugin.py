@@ -51,25 +51,27 @@ def server():
         env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            if requests.get(url + "/health", timeout=2).ok:
-                break
-        except requests.RequestException:  # not listening yet, or busy starting
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError("mlflow server did not start:\n" + (tmp / "server.log").read_text()[-4000:])
-        time.sleep(0.2)
-    for user, password in USERS.items():
-        r = requests.post(url + "/api/2.0/mlflow/users/create", json={"username": user, "password": password},
-                          auth=(ADMIN, ADMIN_PASSWORD), timeout=30)
-        r.raise_for_status()
-    yield url
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=60)
-    log.close()
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=2).ok:
+                    break
+            except requests.RequestException:  # not listening yet, or busy starting
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (tmp / "server.log").read_text()[-4000:])
+            time.sleep(0.2)
+        for user, password in USERS.items():
+            r = requests.post(url + "/api/2.0/mlflow/users/create", json={"username": user, "password": password},
+                              auth=(ADMIN, ADMIN_PASSWORD), timeout=30)
+            r.raise_for_status()
+        yield url
+    finally:  # the server and its workers go, whatever happened
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=60)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def call(url, user, method, path, **kw):
