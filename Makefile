@@ -42,7 +42,7 @@ demo:
 # checks as a PNG into docs/images/ (Debian's chromium, from make tools).
 screenshots: mlflow tools
 	rm -f docs/images/failed-*.png
-	MODELGATE_SCREENSHOTS=$(CURDIR)/docs/images go test -count=1 -run '^TestReviewerPagesInBrowser$$' ./cmd/modelgate
+	MODELGATE_SCREENSHOTS=$(CURDIR)/docs/images go test -count=1 -run '^(TestReviewerPagesInBrowser|TestVerifiedVoteInBrowser)$$' ./cmd/modelgate
 
 vet:
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); \

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/modelgate/modelgate/mlflow"
@@ -336,4 +339,113 @@ func waitStatus(t *testing.T, c *mlflow.Client, model, version, want string) {
 		mv, err := c.GetModelVersion(context.Background(), model, version)
 		return err == nil && mv.Tags["modelgate.status"] == want
 	})
+}
+
+// loginAs sends the user's basic-auth credentials with every request of the tab, as the
+// browser's login prompt does once a user signs in to an MLflow with authentication.
+func (b *browser) loginAs(user, password string) {
+	b.t.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	if err := chromedp.Do(b.ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, t, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + auth}})
+		return err
+	})); err != nil {
+		b.t.Fatalf("signing in as %s: %v", user, err)
+	}
+}
+
+// addTag adds a tag in the version page's tag editor, as a reviewer does.
+func (b *browser) addTag(key, value string) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx,
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="tags-form-input-name"]`), key),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="tags-form-input-value"]`), value),
+		chromedp.Click(chromedp.CSS(`[data-testid="add-tag-button"]`))); err != nil {
+		b.t.Fatalf("adding %s in the tag editor: %v", key, err)
+	}
+}
+
+// TestVerifiedVoteInBrowser: on an MLflow running the modelgate-auth app, alice, signed
+// in to the UI, cannot vote as bob (the UI shows MLflow's refusal), and her own vote,
+// added in the tag editor, is recorded and counted: the report marks it verified.
+func TestVerifiedVoteInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	chromiumPath(t)
+	srv, err := mlflowtest.Start(context.Background(), mlflowtest.Options{BasicAuth: true, AppName: "modelgate-auth",
+		DefaultPermission: "EDIT", Env: []string{"MODELGATE_AUTH_SERVICE_USERS=" + mlflowtest.AdminUser}})
+	if err != nil {
+		mlflowtest.Unavailable(t, err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	for _, u := range []string{"alice", "bob"} {
+		if err := srv.CreateUser(ctx, u, u+"-password-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const model = "credit-verified"
+	policy := `gates:
+  - name: credit
+    models: ["credit-*"]
+    checks:
+      - {name: accuracy-target, metric: accuracy, min: 0.9, on_fail: review}
+    review:
+      approvers: [alice, bob]
+      identity: verified
+    promote: {alias: champion}
+`
+	startDaemon(t, []string{"MLFLOW_TRACKING_URI=" + srv.URL, "MLFLOW_TRACKING_USERNAME=" + mlflowtest.AdminUser,
+		"MLFLOW_TRACKING_PASSWORD=" + mlflowtest.AdminPassword, "MODELGATE_POLICY=" + writePolicy(t, policy),
+		"MODELGATE_POLL_INTERVAL=1s", "MODELGATE_LOG_FORMAT=text"})
+	c := srv.Client(t, mlflow.Options{})
+	spec := goodCredit(model)
+	spec.Metrics["accuracy"] = 0.87
+	mv, err := mlflowtest.CreateVersion(ctx, c, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, model, mv.Version, "pending_review")
+
+	b := newBrowser(t, srv.URL)
+	b.loginAs("alice", "alice-password-1")
+	page := "/models/" + model + "/versions/" + mv.Version
+	b.open(page, report+" h3")
+	b.addTag("modelgate.approve.bob", "on bob's behalf")
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.body.innerText.includes("signed in to MLflow as alice")`,
+		chromedp.WithPollingInterval(250*time.Millisecond), chromedp.WithPollingTimeout(time.Minute))); err != nil {
+		b.screenshot("failed-vote-refused")
+		t.Fatalf("the UI does not show MLflow's refusal of alice's vote as bob: %v", err)
+	}
+	if err := chromedp.Do(b.ctx, chromedp.Sleep(1500*time.Millisecond)); err != nil { // the notice fades in
+		t.Fatal(err)
+	}
+	b.screenshot("vote-refused")
+	if got, err := c.GetModelVersion(ctx, model, mv.Version); err != nil || got.Tags["modelgate.approve.bob"] != "" || hasKey(got.Tags, "modelgate.approve.bob") {
+		t.Fatalf("alice's vote as bob was written: %v %v", got.Tags, err)
+	}
+
+	b.reload(report + " h3") // a fresh tag editor
+	b.addTag("modelgate.approve.alice", "checked the Q3 slices")
+	waitFor(t, time.Minute, "alice's vote to be written", func() bool {
+		got, err := c.GetModelVersion(ctx, model, mv.Version)
+		return err == nil && hasKey(got.Tags, "modelgate.approve.alice")
+	})
+	waitStatus(t, c, model, mv.Version, "promoted")
+	b.reload(report + " h3")
+	b.mustSee("promoted on a verified vote", []sight{
+		{"the state line", report, "✅ promoted: champion"},
+		{"who approved, verified", report, "alice (✔ verified)"},
+	}...)
+	b.screenshot("verified-vote")
+}
+
+func hasKey(m map[string]string, key string) bool {
+	_, ok := m[key]
+	return ok
 }
