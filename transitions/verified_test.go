@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/mlflow"
 	"github.com/modelgate/modelgate/mlflow/mlflowtest"
@@ -152,4 +153,44 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestUnrecordedVoteIsLookedAtAgain: a vote whose record comes after its tag (a webhook
+// delivered before the plugin committed it) is not dropped: the version is looked at
+// again shortly, and then the vote counts.
+func TestUnrecordedVoteIsLookedAtAgain(t *testing.T) {
+	f := newFixtureOn(t, inMemory, strings.Replace(verifiedPolicy, "min_approvals: 2", "min_approvals: 1", 1))
+	mem := f.client.(*mlflowtest.Memory)
+	f.rec.cfg.RecheckAfter = 10 * time.Millisecond
+	v := f.create(borderline(f.model))
+	mem.RecordVote(f.model, v.Version, "", "carol", "create")
+	f.pass()
+	f.tag(v.Version, "modelgate.approve.alice", "")
+	f.pass()
+	got := f.wantStatus(v.Version, StatusPendingReview)
+	if !strings.Contains(got.Description, "unverified: modelgate-auth has no record of alice") {
+		t.Fatalf("report:\n%s", got.Description)
+	}
+	mem.RecordVote(f.model, v.Version, "modelgate.approve.alice", "alice", "set")
+	waitUntil(t, "the version to be nudged again", func() bool {
+		f.rec.mu.Lock()
+		defer f.rec.mu.Unlock()
+		return f.rec.nudged[versionKey{f.model, v.Version}]
+	})
+	if err := f.rec.RunNudged(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.wantStatus(v.Version, StatusPromoted)
+}
+
+// waitUntil polls cond with a generous deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
