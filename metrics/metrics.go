@@ -43,6 +43,7 @@ type Metrics struct {
 	mlflowRequests     *prometheus.CounterVec
 	mlflowDuration     *prometheus.HistogramVec
 	inflightLimit      prometheus.Gauge
+	serverInfo         *prometheus.GaugeVec
 	notifications      *prometheus.CounterVec
 	webhookDeliveries  *prometheus.CounterVec
 	tamper             *prometheus.CounterVec
@@ -128,6 +129,8 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 		Help: "Promoted versions whose approval is older than the gate's recertify_after (status recertification_due), by gate."}, []string{"gate"})
 	m.inflightLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "mlflow_inflight_limit",
 		Help: "How many requests to MLflow may be in flight at once now: adapted to what the server sustains, at most MODELGATE_CONCURRENCY."})
+	m.serverInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "mlflow_server_info",
+		Help: "1, with the release of the MLflow server modelgate talks to, read at start-up."}, []string{"version"})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
 		Help: "1 while this replica is the one that decides and writes (always, without leader election), else 0."})
 	m.leadershipChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leadership_changes_total",
@@ -138,7 +141,7 @@ func New(version string, reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		buildInfo, m.decisions, m.checkResults, m.promotions, m.rollbacks, m.reviewsPending, m.oldestReview,
 		m.reviewWait, m.decisionLatency, m.pollDuration, m.pollErrors, m.lastSuccessfulPoll,
-		m.mlflowRequests, m.mlflowDuration, m.inflightLimit, m.notifications, m.webhookDeliveries,
+		m.mlflowRequests, m.mlflowDuration, m.inflightLimit, m.serverInfo, m.notifications, m.webhookDeliveries,
 		m.tamper, m.overrides, m.auditEvents, m.halted, m.leader, m.leadershipChanges, m.staged, m.recertDue,
 	)
 	for _, r := range webhookResult {
@@ -262,6 +265,12 @@ func (m *Metrics) LeadershipChange() { m.leadershipChanges.Inc() }
 func (m *Metrics) ObserveMLflowRequest(endpoint, code string, d time.Duration) {
 	m.mlflowRequests.WithLabelValues(endpoint, code).Inc()
 	m.mlflowDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// MLflowServer records the MLflow server's release.
+func (m *Metrics) MLflowServer(version string) {
+	m.serverInfo.Reset()
+	m.serverInfo.WithLabelValues(version).Set(1)
 }
 
 // ObserveMLflowInflightLimit implements mlflow.LimitObserver.

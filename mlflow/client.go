@@ -194,6 +194,9 @@ func basicAuth(user, password string) string {
 // TrackingURI returns the server's base URL.
 func (c *Client) TrackingURI() string { return c.base.String() }
 
+// BaseURL returns a copy of the server's base URL.
+func (c *Client) BaseURL() *url.URL { u := *c.base; return &u }
+
 // ParseTrackingURI checks an MLFLOW_TRACKING_URI value: an http(s) URL with a host and
 // no credentials, query or fragment. Errors never repeat a password.
 func ParseTrackingURI(raw string) (*url.URL, error) {
@@ -659,4 +662,57 @@ func (c *Client) Health(ctx context.Context) error {
 		return decodeError(http.MethodGet, "health", resp.StatusCode, resp.Header, b)
 	}
 	return nil
+}
+
+// ServerVersion reads the server's release from its /version endpoint, e.g. "3.18.0".
+func (c *Client) ServerVersion(ctx context.Context) (string, error) {
+	u := *c.base
+	u.Path = c.base.Path + "/version"
+	ctx = context.WithValue(ctx, endpointKey{}, "version")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", fmt.Errorf("mlflow version: %w", err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.http.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("mlflow version: %w: %w", ErrUnreachable, err)
+	}
+	b, err := readBody(resp, maxErrorBody)
+	if err != nil {
+		return "", fmt.Errorf("mlflow version: %w: %w", ErrUnreachable, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", decodeError(http.MethodGet, "version", resp.StatusCode, resp.Header, b)
+	}
+	v := strings.TrimSpace(string(b))
+	if _, ok := ParseServerVersion(v); !ok {
+		return "", fmt.Errorf("mlflow version: /version answered %q, not a release number: is %s an MLflow server?", clip(v), WithoutCredentials(c.base))
+	}
+	return v, nil
+}
+
+// ServerRelease is an MLflow release's major and minor number.
+type ServerRelease struct{ Major, Minor int }
+
+// AtLeast reports whether r is major.minor or later.
+func (r ServerRelease) AtLeast(major, minor int) bool {
+	return r.Major > major || (r.Major == major && r.Minor >= minor)
+}
+
+// ParseServerVersion reads "3.18.0" (or "2.22.5", "3.19.0.dev0") as its major and minor.
+func ParseServerVersion(v string) (ServerRelease, bool) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return ServerRelease{}, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || major < 0 || minor < 0 {
+		return ServerRelease{}, false
+	}
+	return ServerRelease{major, minor}, true
 }

@@ -103,6 +103,11 @@ func TestServerIsThePinnedRelease(t *testing.T) {
 	if os.Getenv("MODELGATE_MLFLOW") == "" && srv.Version != mlflowtest.MLflowVersion {
 		t.Fatalf("MLflow server %q, want %s (rerun scripts/install-mlflow.sh)", srv.Version, mlflowtest.MLflowVersion)
 	}
+	// The client reads the same release, as modelgate does at start-up.
+	got, err := newClient(t, srv, mlflow.Options{}).ServerVersion(ctxFor(t))
+	if r, ok := mlflow.ParseServerVersion(got); err != nil || got != srv.Version || !ok || !r.AtLeast(3, 3) {
+		t.Fatalf("ServerVersion = %q, %v; want %s", got, err, srv.Version)
+	}
 }
 
 func TestHealth(t *testing.T) {

@@ -45,6 +45,9 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return code
 	}
 	if *once {
+		if code := d.checkServer(ctx, stderr); code != exitOK {
+			return code
+		}
 		return d.runOnce(ctx)
 	}
 	// Listen before anything reaches MLflow: a port in use is a configuration error.
@@ -53,7 +56,7 @@ func runDaemon(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "modelgate: MODELGATE_LISTEN_ADDR=%s: %v\n", d.cfg.ListenAddr, err)
 		return exitUsage
 	}
-	return d.serve(ctx, ln)
+	return d.serve(ctx, ln, stderr)
 }
 
 // daemon is `modelgate run` wired up: configuration, MLflow client, metrics, notifier
@@ -70,6 +73,7 @@ type daemon struct {
 	recCfg   transitions.Config
 	elector  *leader.Elector // nil without leader election
 	router   *router
+	server   serverInfo // the MLflow release, read at start-up
 }
 
 // newDaemon reads the configuration and the policy and builds the daemon; on a problem it
@@ -170,6 +174,27 @@ func newDaemon(environ []string, dryRun, once bool, stdout, stderr io.Writer) (*
 	return d, exitOK
 }
 
+// checkServer reads the MLflow release at start-up: one too old is refused (exit 2), one
+// without webhooks has them off, one that does not answer yet is waited for as always.
+func (d *daemon) checkServer(ctx context.Context, stderr io.Writer) int {
+	info, err := detectServer(ctx, d.client, d.metrics.MLflowServer)
+	switch {
+	case errors.Is(err, errServerTooOld):
+		fmt.Fprintf(stderr, "modelgate: %v\n", err)
+		return exitUsage
+	case err != nil:
+		d.logger.Warn("could not read the MLflow server's release at start-up; going on (webhooks, if set, are registered as for 3.3+)", "error", err)
+	default:
+		d.logger.Info("MLflow server", "version", info.version)
+		if !info.webhooks && d.cfg.WebhookURL != "" {
+			d.logger.Warn("this MLflow has no registry webhooks (they came in 3.3): MODELGATE_WEBHOOK_URL is ignored, decisions follow the polling interval",
+				"mlflow_version", info.version, "poll_interval", d.cfg.PollInterval.String())
+		}
+	}
+	d.server = info
+	return exitOK
+}
+
 // runOnce is `run --once`: one full pass, its notifications drained, then the exit code.
 // With leader election it waits for the lease, makes its pass as the leader, and gives
 // the lease back.
@@ -203,7 +228,11 @@ func (d *daemon) runOnce(ctx context.Context) int {
 // webhooks), the reconciler, the notifier and the webhook registration, each owned by
 // one errgroup. If the HTTP server stops serving, everything stops and serve returns 2:
 // deciding with no metrics or probes would hide the daemon from its operators.
-func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
+func (d *daemon) serve(ctx context.Context, ln net.Listener, stderr io.Writer) int {
+	if code := d.checkServer(ctx, stderr); code != exitOK {
+		ln.Close()
+		return code
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
 	mux.Handle("GET /healthz", liveHandler())
@@ -213,7 +242,7 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 	if d.elector != nil {
 		ready = haReadiness{elector: d.elector, router: d.router, staleAfter: staleAfter}
 	}
-	mux.Handle("GET /readyz", readyHandler(health, ready, time.Now))
+	mux.Handle("GET /readyz", readyHandler(health, ready, time.Now, d.server.version))
 	paths := "/metrics /healthz /readyz"
 	var receiver *transitions.WebhookReceiver
 	secret := d.cfg.WebhookSecret.Reveal()
@@ -243,7 +272,7 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) int {
 	defer stopNotify()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { d.sender.Run(notifyCtx); return nil })
-	registerWebhook := receiver != nil && d.cfg.WebhookURL != "" && !d.cfg.DryRun
+	registerWebhook := receiver != nil && d.cfg.WebhookURL != "" && !d.cfg.DryRun && d.server.webhooks
 	d.logger.Info("serving", "addr", ln.Addr().String(), "paths", paths)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -320,7 +320,7 @@ func TestDaemonStopsWhenItCannotServe(t *testing.T) {
 	}
 	defer ln.Close()
 	done := make(chan int, 1)
-	go func() { done <- d.serve(context.Background(), brokenListener{ln}) }()
+	go func() { done <- d.serve(context.Background(), brokenListener{ln}, io.Discard) }()
 	select {
 	case code := <-done:
 		if code != exitUsage || !strings.Contains(logs.String(), "cannot serve its metrics and probes") {

@@ -56,7 +56,9 @@ func (c *cachedHealth) Health(ctx context.Context) error {
 // replica's own readiness holds (a recent pass, no halt; for a follower, the Kubernetes
 // API answering); 503 with the reason otherwise, MLflow first, since it is the usual
 // cause.
-func readyHandler(mlflow healthChecker, r readiness, now func() time.Time) http.Handler {
+//
+// Ready, it names the MLflow release it talks to ("ok: MLflow 3.18.0"), when known.
+func readyHandler(mlflow healthChecker, r readiness, now func() time.Time, server string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
@@ -69,6 +71,10 @@ func readyHandler(mlflow healthChecker, r readiness, now func() time.Time) http.
 		if err := r.ready(now()); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		if server != "" {
+			_, _ = fmt.Fprintf(w, "ok: MLflow %s\n", server)
 			return
 		}
 		_, _ = fmt.Fprintln(w, "ok")

@@ -43,7 +43,7 @@ func TestReadyz(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			readyHandler(fakeHealth{tc.health}, soloReadiness{tc.passes, 5 * time.Minute}, func() time.Time { return now }).
+			readyHandler(fakeHealth{tc.health}, soloReadiness{tc.passes, 5 * time.Minute}, func() time.Time { return now }, "").
 				ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			body, _ := io.ReadAll(rec.Body)
 			if rec.Code != tc.code || !strings.HasPrefix(string(body), tc.body) {
@@ -63,7 +63,7 @@ func TestReadyzAsksMLflowOncePerTTL(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	inner := &countingHealth{}
 	health := &cachedHealth{next: inner, ttl: 2 * time.Second, now: func() time.Time { return now }}
-	h := readyHandler(health, soloReadiness{fakePasses{last: now}, time.Minute}, func() time.Time { return now })
+	h := readyHandler(health, soloReadiness{fakePasses{last: now}, time.Minute}, func() time.Time { return now }, "")
 	for range 500 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	}
@@ -93,7 +93,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- d.serve(ctx, ln) }()
+	go func() { done <- d.serve(ctx, ln, io.Discard) }()
 	defer func() { cancel(); <-done }()
 
 	for _, tc := range []struct{ at, req string }{
