@@ -8,9 +8,16 @@
 #   MODELGATE_MLFLOW_VENV=/opt/mlflow scripts/install-mlflow.sh
 set -euo pipefail
 
-MLFLOW_VERSION=3.18.0
+# The pinned release; MLFLOW_VERSION=2.22.5 (say) installs another one into its own
+# environment, .cache/mlflow-2.22.5-venv, for the compatibility tests.
+PINNED=3.18.0
+MLFLOW_VERSION=${MLFLOW_VERSION:-$PINNED}
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${MODELGATE_MLFLOW_VENV:-$root/.cache/mlflow-venv}
+if [ "$MLFLOW_VERSION" = "$PINNED" ]; then
+  venv=${MODELGATE_MLFLOW_VENV:-$root/.cache/mlflow-venv}
+else
+  venv=${MODELGATE_MLFLOW_VENV:-$root/.cache/mlflow-$MLFLOW_VERSION-venv}
+fi
 
 say() { printf 'install-mlflow: %s\n' "$*" >&2; }
 
@@ -23,6 +30,8 @@ installed() {
 # The modelgate-auth app (mlflow/modelgate-auth) and its test tools, installed into the
 # same environment on every run, so the server always runs the tree's plugin.
 install_plugin() {
+  # The plugin wraps the pinned release's basic-auth; other releases run without it.
+  [ "$MLFLOW_VERSION" = "$PINNED" ] || return 0
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest requests
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$root/mlflow/modelgate-auth"
   rm -rf "$root/mlflow/modelgate-auth/build" "$root"/mlflow/modelgate-auth/*.egg-info
