@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # idle, backfill, latency (about 20 minutes on 2 CPUs)
 #   scripts/bench.sh backfill -runs 5
 #   BENCH_MLFLOW_WORKERS=1 scripts/bench.sh backfill
+#   BENCH_MLFLOW_AUTH=1 scripts/bench.sh backfill     # against MLflow with basic-auth
 #
 # Not part of CI's pass/fail: timings on shared machines are noisy. docs/performance.md
 # records the method and the figures.

@@ -137,7 +137,7 @@ func backfillOnce(ctx context.Context, e *env, run, n, models int) (backfillResu
 	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, python, script, pyPrefix+"-")
-	cmd.Env = append(os.Environ(), "MLFLOW_TRACKING_URI="+e.srv.URL, "GIT_PYTHON_REFRESH=quiet")
+	cmd.Env = append(append(os.Environ(), "MLFLOW_TRACKING_URI="+e.srv.URL, "GIT_PYTHON_REFRESH=quiet"), authEnv()...)
 	cmd.Stderr = os.Stderr
 	if out, err := cmd.Output(); err != nil {
 		return res, fmt.Errorf("python baseline: %w\n%s", err, out)
@@ -180,7 +180,7 @@ func (r *requestCounter) ObserveMLflowRequest(string, string, time.Duration) { r
 // report rendering, the same checks hard-coded.
 func floor(ctx context.Context, e *env, prefix string, parallel int) (time.Duration, int64, error) {
 	counter := &requestCounter{}
-	c, err := mlflow.New(mlflow.Options{TrackingURI: e.srv.URL, Observer: counter, MaxRetries: 5})
+	c, err := mlflow.New(authed(mlflow.Options{TrackingURI: e.srv.URL, Observer: counter, MaxRetries: 5}))
 	if err != nil {
 		return 0, 0, err
 	}

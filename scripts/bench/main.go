@@ -54,7 +54,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (SQLite, %d uvicorn workers)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion, workers)
+	auth := ""
+	if benchAuth() {
+		auth = ", basic-auth"
+	}
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (SQLite, %d uvicorn workers%s)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion, workers, auth)
 	switch args[0] {
 	case "latency":
 		return latency(ctx, args[1:])
@@ -97,7 +101,7 @@ func newEnv(ctx context.Context, webhook bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := mlflowtest.Options{Dir: filepath.Join(dir, "mlflow"), Workers: workers}
+	opts := mlflowtest.Options{Dir: filepath.Join(dir, "mlflow"), Workers: workers, BasicAuth: benchAuth()}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -111,7 +115,7 @@ func newEnv(ctx context.Context, webhook bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := mlflow.New(mlflow.Options{TrackingURI: srv.URL, MaxRetries: 5, BackoffFactor: 50 * time.Millisecond})
+	c, err := mlflow.New(authed(mlflow.Options{TrackingURI: srv.URL, MaxRetries: 5, BackoffFactor: 50 * time.Millisecond}))
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +177,7 @@ func (e *env) startDaemonWith(ctx context.Context, policyText string, extraEnv .
 	cmd.Env = append(os.Environ(),
 		"MLFLOW_TRACKING_URI="+e.srv.URL, "MODELGATE_POLICY="+policy, "MODELGATE_LISTEN_ADDR="+addr,
 		"MODELGATE_LOG_LEVEL=warn", "MODELGATE_SINCE=24h", "MODELGATE_SIGNING_KEY="+hex.EncodeToString(signingKey))
+	cmd.Env = append(cmd.Env, authEnv()...)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	logf, err := os.Create(filepath.Join(e.dir, "modelgate.log"))
 	if err != nil {
@@ -290,6 +295,27 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	}
 	i := int(q*float64(len(s))+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// benchAuth is BENCH_MLFLOW_AUTH=1: the server runs MLflow's basic-auth app and every
+// client (modelgate, the floor, the script, the seeding) signs in as its admin, so the
+// figures show what authentication costs.
+func benchAuth() bool { return os.Getenv("BENCH_MLFLOW_AUTH") == "1" }
+
+// authed adds the admin's credentials to a client's options under BENCH_MLFLOW_AUTH.
+func authed(o mlflow.Options) mlflow.Options {
+	if benchAuth() {
+		o.Username, o.Password = mlflowtest.AdminUser, mlflowtest.AdminPassword
+	}
+	return o
+}
+
+// authEnv is the credentials' environment for modelgate and the script.
+func authEnv() []string {
+	if !benchAuth() {
+		return nil
+	}
+	return []string{"MLFLOW_TRACKING_USERNAME=" + mlflowtest.AdminUser, "MLFLOW_TRACKING_PASSWORD=" + mlflowtest.AdminPassword}
 }
 
 // mlflowWorkers is BENCH_MLFLOW_WORKERS: the MLflow server's worker processes, 4 by
