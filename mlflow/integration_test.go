@@ -587,3 +587,13 @@ func TestInflightLimitFollowsARealServer(t *testing.T) {
 	}
 	t.Logf("limit after the crowd: %d of 32", c.InflightLimit())
 }
+
+// TestVoteRecordsWithoutThePlugin: a server without the modelgate-auth app answers the
+// records endpoint 404, which the client names as what it is and how to fix it.
+func TestVoteRecordsWithoutThePlugin(t *testing.T) {
+	srv := mlflowServer.Get(t)
+	_, err := newClient(t, srv, mlflow.Options{}).GetVoteRecords(ctxFor(t), "m", "1")
+	if !errors.Is(err, mlflow.ErrNoVoteRecords) || !strings.Contains(err.Error(), "--app-name modelgate-auth") {
+		t.Fatalf("GetVoteRecords on a server without the plugin: %v", err)
+	}
+}

@@ -379,7 +379,7 @@ func (l *loader) crossGate(p *Policy, gatesNode *yaml.Node) {
 
 func (l *loader) gate(n *yaml.Node) *Gate {
 	g := &Gate{OnMissing: Review, Review: ReviewPolicy{Required: ReviewOnFailure, MinApprovals: 1, Identity: IdentityAsserted}}
-	var checksNode, reviewNode, approversNode, minApprovalsNode, nameNode, modelsNode, forbidNode *yaml.Node
+	var reviewNode, approversNode, minApprovalsNode, nameNode, modelsNode, forbidNode *yaml.Node
 	what := "gate"
 	if name := peekName(n); name != "" {
 		what = "gate " + strconv.Quote(name)
@@ -401,20 +401,7 @@ func (l *loader) gate(n *yaml.Node) *Gate {
 			}
 		},
 		"checks": func(_, v *yaml.Node) {
-			checksNode = deref(v)
-			if checksNode.Kind != yaml.SequenceNode {
-				l.errorf(checksNode, "checks must be a list of checks, got %s", describe(checksNode))
-				return
-			}
-			names := map[string]bool{}
-			for _, cn := range checksNode.Content {
-				c := l.check(cn)
-				if c.Name != "" && names[c.Name] {
-					l.errorf(cn, "check name %q is used twice in this gate: names must be unique", c.Name)
-				}
-				names[c.Name] = true
-				g.Checks = append(g.Checks, c)
-			}
+			g.Checks = l.checks(v, "checks must be a list of checks", "gate")
 		},
 		"review": func(_, v *yaml.Node) {
 			reviewNode = v
@@ -621,6 +608,27 @@ func (l *loader) promotion(key, n *yaml.Node) Promotion {
 	return p
 }
 
+// checks reads a list of checks whose names are unique within where (a gate, a stage);
+// notList starts the error for anything but a list.
+func (l *loader) checks(v *yaml.Node, notList, where string) []Check {
+	n := deref(v)
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "%s, got %s", notList, describe(n))
+		return nil
+	}
+	var out []Check
+	names := map[string]bool{}
+	for _, cn := range n.Content {
+		c := l.check(cn)
+		if c.Name != "" && names[c.Name] {
+			l.errorf(cn, "check name %q is used twice in this %s: names must be unique", c.Name, where)
+		}
+		names[c.Name] = true
+		out = append(out, c)
+	}
+	return out
+}
+
 // rolloutStage reads one stage of promote.rollout.
 func (l *loader) rolloutStage(n *yaml.Node) RolloutStage {
 	var st RolloutStage
@@ -632,20 +640,7 @@ func (l *loader) rolloutStage(n *yaml.Node) RolloutStage {
 			st.Soak = l.duration(v, "rollout stage soak")
 		},
 		"checks": func(_, v *yaml.Node) {
-			cn := deref(v)
-			if cn.Kind != yaml.SequenceNode {
-				l.errorf(cn, "rollout stage checks must be a list of checks (may be empty: []), got %s", describe(cn))
-				return
-			}
-			names := map[string]bool{}
-			for _, c := range cn.Content {
-				check := l.check(c)
-				if check.Name != "" && names[check.Name] {
-					l.errorf(c, "check name %q is used twice in this stage: names must be unique", check.Name)
-				}
-				names[check.Name] = true
-				st.Checks = append(st.Checks, check)
-			}
+			st.Checks = l.checks(v, "rollout stage checks must be a list of checks (may be empty: [])", "stage")
 		},
 	})
 	if deref(n).Kind == yaml.MappingNode {

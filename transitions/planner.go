@@ -70,7 +70,7 @@ type Planner struct {
 // modelgate-auth app recorded for the version (one request, made only when the version
 // carries a vote tag).
 func (p *Planner) tally(ctx context.Context, gate *rules.Gate, mv mlflow.ModelVersion, requested, now time.Time) (rules.Tally, error) {
-	if gate.Review.Identity != rules.IdentityVerified || !slices.ContainsFunc(slices.Collect(maps.Keys(mv.Tags)), rules.IsVoteKey) {
+	if gate.Review.Identity != rules.IdentityVerified || !hasVote(mv) {
 		return gate.Tally(mv.Tags, requested, now), nil
 	}
 	recs, err := p.reader.GetVoteRecords(ctx, mv.Name, mv.Version)
@@ -82,6 +82,26 @@ func (p *Planner) tally(ctx context.Context, gate *rules.Gate, mv mlflow.ModelVe
 		att.Creator = recs.Creator.User
 	}
 	return gate.TallyAttested(mv.Tags, requested, now, att), nil
+}
+
+// hasVote reports whether a version carries a vote tag.
+func hasVote(mv mlflow.ModelVersion) bool {
+	for k := range mv.Tags {
+		if rules.IsVoteKey(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasTagPrefix reports whether a version carries a tag whose key starts with prefix.
+func hasTagPrefix(mv mlflow.ModelVersion, prefix string) bool {
+	for k := range mv.Tags {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // with returns the planner reading through r.
@@ -172,8 +192,10 @@ func (p *Planner) Plan(ctx context.Context, mv mlflow.ModelVersion, full bool) (
 // step of its review, or a check that it still holds its target.
 func (p *Planner) next(ctx context.Context, pl *Plan, mv mlflow.ModelVersion, rec *Record, full bool) error {
 	gate := p.policy.GateFor(mv.Name)
+	// Only an override tag can make the tally decide here; the review path counts the
+	// votes itself (under identity verified, a read of their records: once per plan).
 	var tally rules.Tally
-	if gate != nil {
+	if gate != nil && hasTagPrefix(mv, rules.OverridePrefix) {
 		var err error
 		if tally, err = p.tally(ctx, gate, mv, rec.requested(), p.now()); err != nil {
 			return err

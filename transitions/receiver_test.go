@@ -227,13 +227,7 @@ func TestDeliveriesAreBounded(t *testing.T) {
 		go func() { defer wg.Done(); h.ServeHTTP(httptest.NewRecorder(), req) }()
 	}
 	// Wait until both hold a slot (they block reading their bodies).
-	deadline := time.Now().Add(time.Minute)
-	for len(h.inFlight) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow deliveries never started")
-		}
-		time.Sleep(time.Millisecond) // paces a poll of a condition
-	}
+	waitUntil(t, "the slow deliveries to start", func() bool { return len(h.inFlight) >= 2 })
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, delivery("third", fixedNow, created, hookSecret))
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {

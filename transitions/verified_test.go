@@ -182,15 +182,3 @@ func TestUnrecordedVoteIsLookedAtAgain(t *testing.T) {
 	}
 	f.wantStatus(v.Version, StatusPromoted)
 }
-
-// waitUntil polls cond with a generous deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

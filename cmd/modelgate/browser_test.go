@@ -303,12 +303,7 @@ func TestReviewerPagesInBrowser(t *testing.T) {
 
 	// alice approves in the UI's tag editor, reloads, and sees the promotion.
 	b.open(page(v4), report+" h3")
-	if err := chromedp.Do(b.ctx,
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="tags-form-input-name"]`), "modelgate.approve.alice"),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="tags-form-input-value"]`), "fine for the cheaper model"),
-		chromedp.Click(chromedp.CSS(`[data-testid="add-tag-button"]`))); err != nil {
-		t.Fatalf("voting in the tag editor: %v", err)
-	}
+	b.addTag("modelgate.approve.alice", "fine for the cheaper model")
 	waitStatus(t, c, model, v4, "promoted")
 	b.reload(report + " h3")
 	b.mustSee("promoted after the vote", []sight{

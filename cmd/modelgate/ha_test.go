@@ -228,6 +228,21 @@ func (n *haNotices) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.mu.Unlock()
 }
 
+// haNotified is the notifications a version of the HA test's traffic must have been
+// announced with, by the kind it was registered as and the status it ended with: one
+// decision notified once: rejected, or review then promoted, or promoted.
+func haNotified(kind, status string) map[string]int {
+	switch {
+	case kind == "borderline" && status != "rejected":
+		return map[string]int{"review_requested": 1}
+	case status == "promoted" || status == "superseded":
+		return map[string]int{"promoted": 1}
+	case status == "approved":
+		return map[string]int{}
+	}
+	return map[string]int{"rejected": 1}
+}
+
 // replica is one `modelgate run` process of the HA test.
 type replica struct {
 	n    int
@@ -527,8 +542,25 @@ notifications:
 	})
 	stopTraffic()
 	<-reviewerDone
-	// Give the notifications a moment to land (they follow the decision they announce).
-	time.Sleep(2 * time.Second)
+	// The notifications follow the decisions they announce: wait for each to land.
+	waitFor(t, 2*time.Minute, "each decision's notification", func() bool {
+		kindsMu.Lock()
+		defer kindsMu.Unlock()
+		notices.mu.Lock()
+		defer notices.mu.Unlock()
+		for k, kind := range kinds {
+			mv, err := c.GetModelVersion(ctx, k[0], k[1])
+			if err != nil {
+				return false
+			}
+			for ev, want := range haNotified(kind, mv.Tags["modelgate.status"]) {
+				if notices.byEv[ev+" "+k[0]+" "+k[1]] < want {
+					return false
+				}
+			}
+		}
+		return true
+	})
 
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
@@ -561,17 +593,7 @@ notifications:
 					highest = k[1]
 				}
 			}
-			// One decision notified once: rejected, or review then promoted, or promoted.
-			events := map[string]int{"rejected": 1}
-			switch {
-			case kind == "borderline" && st != "rejected":
-				events = map[string]int{"review_requested": 1}
-			case st == "promoted" || st == "superseded":
-				events = map[string]int{"promoted": 1}
-			case st == "approved":
-				events = map[string]int{}
-			}
-			for ev, want := range events {
+			for ev, want := range haNotified(kind, st) {
 				if got := notices.byEv[ev+" "+model+" "+k[1]]; got < want {
 					t.Errorf("%s v%s: %d %s notifications, want %d (dropped)", model, k[1], got, ev, want)
 				}
