@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -65,12 +64,12 @@ func newElector(cfg Config, logger *slog.Logger, obs leader.Observer) (*leader.E
 	}
 	restCfg.UserAgent = "modelgate/" + buildVersion()
 	restCfg.Timeout = 10 * time.Second
-	leases, err := coordinationclient.NewForConfig(restCfg)
+	leases, err := leader.NewLeaseClient(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("Kubernetes client: %w", err)
 	}
-	// client-go's leader election logs through klog: into modelgate's log, as JSON or text.
-	klog.SetSlogLogger(logger.With("component", "leaderelection"))
+	// client-go's REST client logs through klog: into modelgate's log, as JSON or text.
+	klog.SetSlogLogger(logger.With("component", "kubernetes"))
 	identity := cfg.PodName
 	if identity == "" {
 		host, _ := os.Hostname()

@@ -1,25 +1,28 @@
 // Package leader elects one replica of modelgate to act, on a coordination.k8s.io/v1
-// Lease with client-go's leaderelection, and fences the leader's writes: a write may
-// start only while the lease is held, and must end before another replica could take the
-// lease over (its last renewal plus the renew deadline, which is shorter than the lease).
-// Followers learn the leader's address from the Lease, to forward webhook deliveries.
+// Lease, and fences the leader's writes: a write may start only while the lease is held,
+// and must end before another replica could take the lease over (its last renewal plus
+// the renew deadline, which is shorter than the lease). Followers learn the leader's
+// address from the Lease, to forward webhook deliveries.
+//
+// The election follows client-go's leaderelection (the same Lease fields, the same
+// timings, expiry judged on this replica's clock from when it last saw the Lease change)
+// but talks to the API through a client for Leases alone: client-go's package links every
+// Kubernetes API type through its clientset, which cost modelgate about 24 MB of binary
+// and 10 MB of resident memory for one object.
 package leader
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // AddressAnnotation on the Lease holds the leader's address (host:port), for followers.
@@ -37,7 +40,7 @@ type Observer interface {
 
 // Config configures an Elector.
 type Config struct {
-	Leases    coordinationclient.LeasesGetter
+	Leases    Leases
 	Namespace string
 	Name      string // the Lease's name
 	Identity  string // this replica's holder identity (POD_NAME)
@@ -57,13 +60,25 @@ type Config struct {
 type Elector struct {
 	cfg Config
 
+	// Touched only by Run's goroutine.
+	observedRV   string    // the Lease's resourceVersion last seen
+	observedTime time.Time // when this replica saw it change
+	lastErr      string    // the last API error logged (each logged once)
+
 	mu          sync.Mutex
-	leading     bool      // between OnStartedLeading and the end of leadership
+	leading     bool      // from the first acquisition to the end of leadership
 	renewed     time.Time // when the last successful renewal was sent
 	seen        time.Time // when the API last answered a Get or an Update
 	holder      string    // the holder identity last observed
 	holderAddr  string    // its address, from the Lease's annotation
 	leadingFrom time.Time
+}
+
+// Leases reads and writes Lease objects; *LeaseClient does it on the Kubernetes API.
+type Leases interface {
+	Get(ctx context.Context, namespace, name string) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, lease *coordinationv1.Lease) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, lease *coordinationv1.Lease) (*coordinationv1.Lease, error)
 }
 
 // New checks the configuration and returns an Elector.
@@ -101,51 +116,158 @@ func New(cfg Config) (*Elector, error) {
 // return (its writes done) and then releases the lease, so that another replica takes
 // over at once instead of after the lease expires.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) error {
-	lock := &leaseLock{e: e}
 	for ctx.Err() == nil {
-		done := make(chan struct{})
-		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:          lock,
-			LeaseDuration: e.cfg.LeaseDuration,
-			RenewDeadline: e.cfg.RenewDeadline,
-			RetryPeriod:   e.cfg.RetryPeriod,
-			Name:          e.cfg.Name,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(lctx context.Context) {
-					defer close(done)
-					e.startLeading()
-					lead(lctx)
-				},
-				OnStoppedLeading: func() {},
-				OnNewLeader:      e.newLeader,
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("leader election: %w", err)
+		if !e.acquire(ctx) {
+			return nil // ctx ended
 		}
-		e.mu.Lock()
-		e.renewed = time.Time{}
-		e.mu.Unlock()
-		// Run returns when leadership is lost or ctx ends. It starts OnStartedLeading in
-		// a goroutine once it has written the lease with this identity, which sets
-		// renewed: then lead runs (or is about to), and its context has ended.
-		le.Run(ctx)
-		e.mu.Lock()
-		acquired := !e.renewed.IsZero()
-		e.mu.Unlock()
-		if acquired {
-			// lead winds down; until it has, its writes may still start, but the fence
-			// ends each by the last renewal plus the renew deadline: before the lease
-			// can pass to another replica.
-			<-done
-			e.stopLeading()
-			if ctx.Err() != nil {
-				e.release(lock)
-			}
+		e.startLeading()
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lead(lctx)
+		}()
+		e.renew(ctx)
+		// Leadership is lost (or ctx ended): lead winds down. Until it has, its writes may
+		// still start, but the fence ends each by the last renewal plus the renew
+		// deadline: before the lease can pass to another replica.
+		cancel()
+		<-done
+		e.stopLeading()
+		if ctx.Err() != nil {
+			e.release()
 		}
 	}
 	return nil
 }
+
+// acquire tries for the lease every retry period (with client-go's jitter) until it
+// holds it (true) or ctx ends (false).
+func (e *Elector) acquire(ctx context.Context) bool {
+	e.cfg.Logger.Info("campaigning for the lease", "lease", e.describe(), "identity", e.cfg.Identity)
+	for {
+		if e.tryAcquireOrRenew(ctx) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(jitter(e.cfg.RetryPeriod)):
+		}
+	}
+}
+
+// renew renews the lease every retry period while this replica leads; it returns when a
+// renewal has not succeeded within the renew deadline, or ctx ends.
+func (e *Elector) renew(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.cfg.RetryPeriod):
+		}
+		if !e.renewOnce(ctx) {
+			if ctx.Err() == nil {
+				e.cfg.Logger.Warn("could not renew the lease within the renew deadline", "lease", e.describe(), "renew_deadline", e.cfg.RenewDeadline)
+			}
+			return
+		}
+	}
+}
+
+// renewOnce tries to renew, again every retry period, for at most the renew deadline.
+func (e *Elector) renewOnce(ctx context.Context) bool {
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
+	defer cancel()
+	for {
+		if e.tryAcquireOrRenew(rctx) {
+			return true
+		}
+		select {
+		case <-rctx.Done():
+			return false
+		case <-time.After(e.cfg.RetryPeriod):
+		}
+	}
+}
+
+// tryAcquireOrRenew reads the Lease and writes this replica into it when the Lease is
+// free, expired or already this replica's. A lease held by another replica counts as
+// expired once it has not changed for its duration on this replica's clock (clocks of
+// different machines are never compared). A concurrent write by another replica fails
+// on the resourceVersion, and this one tries again later.
+func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
+	now := e.cfg.Now()
+	lease, err := e.cfg.Leases.Get(ctx, e.cfg.Namespace, e.cfg.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		e.sawAPI()
+		fresh := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.Name, Namespace: e.cfg.Namespace}}
+		fresh.Spec = e.spec(now, now, 0)
+		fresh.Annotations = e.annotations(nil, true)
+		created, err := e.cfg.Leases.Create(ctx, fresh)
+		if err != nil {
+			e.apiError("could not create the lease", err)
+			return false
+		}
+		e.wrote(created, now)
+		return true
+	case err != nil:
+		e.apiError("could not read the lease", err)
+		return false
+	}
+	e.lastErr = ""
+	e.observed(lease, now)
+
+	holder := deref(lease.Spec.HolderIdentity)
+	duration := time.Duration(deref(lease.Spec.LeaseDurationSeconds)) * time.Second
+	if holder != "" && holder != e.cfg.Identity && now.Before(e.observedTime.Add(duration)) {
+		return false // another replica's, and not expired
+	}
+	acquired, transitions := now, deref(lease.Spec.LeaseTransitions)
+	if holder == e.cfg.Identity && lease.Spec.AcquireTime != nil {
+		acquired = lease.Spec.AcquireTime.Time
+	} else {
+		transitions++
+	}
+	next := lease.DeepCopy()
+	next.Spec = e.spec(acquired, now, transitions)
+	next.Annotations = e.annotations(next.Annotations, true)
+	updated, err := e.cfg.Leases.Update(ctx, next)
+	if err != nil {
+		if apierrors.IsConflict(err) {
+			e.cfg.Logger.Debug("another replica wrote the lease first", "lease", e.describe())
+			return false
+		}
+		e.apiError("could not write the lease", err)
+		return false
+	}
+	e.wrote(updated, now)
+	return true
+}
+
+// spec is the Lease's spec with this replica as the holder.
+func (e *Elector) spec(acquired, renewed time.Time, transitions int32) coordinationv1.LeaseSpec {
+	return coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr(e.cfg.Identity),
+		LeaseDurationSeconds: ptr(int32(e.cfg.LeaseDuration / time.Second)),
+		AcquireTime:          &metav1.MicroTime{Time: acquired},
+		RenewTime:            &metav1.MicroTime{Time: renewed},
+		LeaseTransitions:     ptr(transitions),
+	}
+}
+
+// apiError logs an error of the Kubernetes API once, until the API answers again or the
+// error changes (a follower tries every retry period).
+func (e *Elector) apiError(msg string, err error) {
+	if err.Error() == e.lastErr {
+		return
+	}
+	e.lastErr = err.Error()
+	e.cfg.Logger.Warn(msg, "lease", e.describe(), "error", err)
+}
+
+func (e *Elector) describe() string { return e.cfg.Namespace + "/" + e.cfg.Name }
 
 func (e *Elector) startLeading() {
 	e.mu.Lock()
@@ -169,28 +291,25 @@ func (e *Elector) stopLeading() {
 	}
 }
 
-func (e *Elector) newLeader(identity string) {
-	if identity != e.cfg.Identity {
-		e.cfg.Logger.Info("following", "leader", identity, "lease", e.cfg.Namespace+"/"+e.cfg.Name)
-	}
-}
-
 // release gives the lease up (holder emptied, a one-second duration), as client-go's
 // ReleaseOnCancel does, but only after this replica's writes have ended.
-func (e *Elector) release(lock *leaseLock) {
+func (e *Elector) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewDeadline)
 	defer cancel()
-	rec, _, err := lock.Get(ctx)
-	if err != nil || rec.HolderIdentity != e.cfg.Identity {
+	lease, err := e.cfg.Leases.Get(ctx, e.cfg.Namespace, e.cfg.Name)
+	if err != nil || deref(lease.Spec.HolderIdentity) != e.cfg.Identity {
 		return
 	}
-	now := metav1.NewTime(e.cfg.Now())
-	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now,
-		LeaderTransitions: rec.LeaderTransitions}); err != nil {
+	now := metav1.NewMicroTime(e.cfg.Now())
+	next := lease.DeepCopy()
+	next.Spec = coordinationv1.LeaseSpec{HolderIdentity: ptr(""), LeaseDurationSeconds: ptr(int32(1)),
+		AcquireTime: &now, RenewTime: &now, LeaseTransitions: lease.Spec.LeaseTransitions}
+	next.Annotations = e.annotations(next.Annotations, false)
+	if _, err := e.cfg.Leases.Update(ctx, next); err != nil {
 		e.cfg.Logger.Warn("could not release the lease; another replica takes over when it expires", "error", err)
 		return
 	}
-	e.cfg.Logger.Info("released the lease", "lease", e.cfg.Namespace+"/"+e.cfg.Name)
+	e.cfg.Logger.Info("released the lease", "lease", e.describe())
 }
 
 // Fence is checked before every write: it returns a context that ends when this
@@ -247,80 +366,35 @@ func (e *Elector) Healthy() error {
 	return nil
 }
 
-// leaseLock is resourcelock.LeaseLock with two additions: the leader's address in an
-// annotation (followers read it), and the time each renewal was sent, for the fence.
-type leaseLock struct {
-	e     *Elector
-	lease *coordinationv1.Lease
-}
-
-func (l *leaseLock) leases() coordinationclient.LeaseInterface {
-	return l.e.cfg.Leases.Leases(l.e.cfg.Namespace)
-}
-
-func (l *leaseLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
-	lease, err := l.leases().Get(ctx, l.e.cfg.Name, metav1.GetOptions{})
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			l.e.sawAPI()
-		}
-		return nil, nil, err
-	}
-	l.lease = lease
-	l.e.observed(lease)
-	rec := resourcelock.LeaseSpecToLeaderElectionRecord(&lease.Spec)
-	raw, err := json.Marshal(rec)
-	return rec, raw, err
-}
-
-func (l *leaseLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
-	sent := l.e.cfg.Now()
-	lease, err := l.leases().Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: l.e.cfg.Name, Namespace: l.e.cfg.Namespace, Annotations: l.annotations(nil, rec)},
-		Spec:       resourcelock.LeaderElectionRecordToLeaseSpec(&rec),
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	l.lease = lease
-	l.e.wrote(lease, rec, sent)
-	return nil
-}
-
-func (l *leaseLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
-	if l.lease == nil {
-		return errors.New("lease not read yet")
-	}
-	sent := l.e.cfg.Now()
-	next := l.lease.DeepCopy()
-	next.Spec = resourcelock.LeaderElectionRecordToLeaseSpec(&rec)
-	next.Annotations = l.annotations(next.Annotations, rec)
-	lease, err := l.leases().Update(ctx, next, metav1.UpdateOptions{})
-	if err != nil {
-		return err
-	}
-	l.lease = lease
-	l.e.wrote(lease, rec, sent)
-	return nil
-}
-
-// annotations sets the address annotation to the holder's: this replica's when it holds
-// the lease, none when it releases it.
-func (l *leaseLock) annotations(in map[string]string, rec resourcelock.LeaderElectionRecord) map[string]string {
+// annotations sets the address annotation to this replica's when it holds the lease,
+// and removes it when it releases the lease.
+func (e *Elector) annotations(in map[string]string, holding bool) map[string]string {
 	out := map[string]string{}
 	for k, v := range in {
 		out[k] = v
 	}
 	delete(out, AddressAnnotation)
-	if rec.HolderIdentity == l.e.cfg.Identity && l.e.cfg.Address != "" {
-		out[AddressAnnotation] = l.e.cfg.Address
+	if holding && e.cfg.Address != "" {
+		out[AddressAnnotation] = e.cfg.Address
 	}
 	return out
 }
 
-func (l *leaseLock) RecordEvent(string) {}
-func (l *leaseLock) Identity() string   { return l.e.cfg.Identity }
-func (l *leaseLock) Describe() string   { return l.e.cfg.Namespace + "/" + l.e.cfg.Name }
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// jitter is client-go's wait.Jitter with its leader election factor, 1.2: a period
+// between d and 2.2 d, so that replicas started together do not keep colliding.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Float64()*1.2*float64(d))
+}
 
 func (e *Elector) sawAPI() {
 	e.mu.Lock()
@@ -328,27 +402,33 @@ func (e *Elector) sawAPI() {
 	e.mu.Unlock()
 }
 
-// observed notes the holder and address a Get returned.
-func (e *Elector) observed(lease *coordinationv1.Lease) {
+// observed notes a Lease read: its holder and address, and when it last changed.
+func (e *Elector) observed(lease *coordinationv1.Lease, now time.Time) {
+	if lease.ResourceVersion != e.observedRV {
+		e.observedRV, e.observedTime = lease.ResourceVersion, now
+	}
+	holder := deref(lease.Spec.HolderIdentity)
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	changed := holder != e.holder
 	e.seen = e.cfg.Now()
-	e.holder, e.holderAddr = "", ""
-	if lease.Spec.HolderIdentity != nil {
-		e.holder = *lease.Spec.HolderIdentity
+	e.holder, e.holderAddr = holder, ""
+	if holder != "" {
 		e.holderAddr = lease.Annotations[AddressAnnotation]
+	}
+	e.mu.Unlock()
+	if changed && holder != "" && holder != e.cfg.Identity {
+		e.cfg.Logger.Info("following", "leader", holder, "lease", e.describe())
 	}
 }
 
-// wrote notes a successful write of the lease: a renewal by this replica moves the fence.
-func (e *Elector) wrote(lease *coordinationv1.Lease, rec resourcelock.LeaderElectionRecord, sent time.Time) {
+// wrote notes a successful write of the lease with this replica as its holder: the
+// renewal, sent at sent, moves the fence.
+func (e *Elector) wrote(lease *coordinationv1.Lease, sent time.Time) {
+	e.observedRV, e.observedTime = lease.ResourceVersion, sent
+	e.lastErr = ""
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.seen = e.cfg.Now()
-	e.holder, e.holderAddr = rec.HolderIdentity, lease.Annotations[AddressAnnotation]
-	if rec.HolderIdentity == e.cfg.Identity {
-		e.renewed = sent
-	} else {
-		e.renewed = time.Time{}
-	}
+	e.holder, e.holderAddr = e.cfg.Identity, lease.Annotations[AddressAnnotation]
+	e.renewed = sent
 }
