@@ -7,7 +7,7 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 10s
 MLFLOW_VENV ?= $(or $(MODELGATE_MLFLOW_VENV),.cache/mlflow-venv)
 
-.PHONY: all build test test-long unit vet fuzz bench mlflow tools kube rules-test plugin-test demo screenshots clean
+.PHONY: all build test test-compat test-long unit vet fuzz bench mlflow tools kube rules-test plugin-test demo screenshots clean
 
 all: build
 
@@ -61,6 +61,12 @@ test: mlflow tools kube vet
 	cd charts && go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory plugin-test
 	$(MAKE) --no-print-directory fuzz
+
+# The tests of MLflow's REST surface (client, reconciler, daemon start-up) against every
+# supported MLflow release: 2.22.5, 3.0.1, 3.3.2 and 3.18.0, each in its own environment
+# under .cache/ (scripts/test-compat.sh; MLFLOW_COMPAT_VERSIONS="3.3.2" for one).
+test-compat:
+	GO_TEST_FLAGS='$(GO_TEST_FLAGS)' scripts/test-compat.sh
 
 # The modelgate-auth MLflow app's own tests (pytest, against a real MLflow server).
 plugin-test: mlflow

@@ -24,7 +24,8 @@ say() { printf 'install-mlflow: %s\n' "$*" >&2; }
 installed() {
   [ -x "$venv/bin/mlflow" ] || return 1
   [ "$("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" = "$MLFLOW_VERSION" ] || return 1
-  "$venv/bin/python" -c 'import flask_wtf, sklearn' 2>/dev/null
+  # The server's store must import (an incompatible SQLAlchemy fails here, not at start).
+  "$venv/bin/python" -c 'import flask_wtf, sklearn, mlflow.store.db.utils' 2>/dev/null
 }
 
 # The modelgate-auth app (mlflow/modelgate-auth) and its test tools, installed into the
@@ -62,8 +63,14 @@ mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 
+# Releases before the pinned one allow SQLAlchemy up to 3, but import names that
+# SQLAlchemy 2.1 removed (2.22.5, 3.0.1, 3.3.2: "cannot import name
+# 'FallbackAsyncAdaptedQueuePool'", and the server does not start): hold them below 2.1.
+constraints=()
+[ "$MLFLOW_VERSION" = "$PINNED" ] || constraints=("sqlalchemy<2.1")
+
 pip_log=$(mktemp)
-if "${pip[@]}" "mlflow[auth]==$MLFLOW_VERSION" 2>"$pip_log"; then
+if "${pip[@]}" "mlflow[auth]==$MLFLOW_VERSION" "${constraints[@]}" 2>"$pip_log"; then
   rm -f "$pip_log"
 elif ! grep -q 'mlflow-\(skinny\|tracing\)==' "$pip_log"; then
   cat "$pip_log" >&2

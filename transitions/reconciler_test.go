@@ -368,7 +368,7 @@ func promptUntouched(f *fixture) {
 	t := f.t
 	name := strings.ReplaceAll(f.model, "-", "_") + "_prompt"
 	if f.real() {
-		if _, err := f.srv.RunPython(f.ctx, `import mlflow; mlflow.genai.register_prompt(name="`+name+`", template="Summarise {{text}}")`); err != nil {
+		if _, err := f.srv.RegisterPrompt(f.ctx, name, "Summarise {{text}}"); err != nil {
 			t.Fatal(err)
 		}
 	} else { // what register_prompt leaves in the registry

@@ -190,6 +190,10 @@ func (d *daemon) checkServer(ctx context.Context, stderr io.Writer) int {
 			d.logger.Warn("this MLflow has no registry webhooks (they came in 3.3): MODELGATE_WEBHOOK_URL is ignored, decisions follow the polling interval",
 				"mlflow_version", info.version, "poll_interval", d.cfg.PollInterval.String())
 		}
+		if !info.loggedModels {
+			d.logger.Info("this MLflow has no logged models (they came in 3.0): the evidence of every version is its run's metrics, params and tags",
+				"mlflow_version", info.version)
+		}
 	}
 	d.server = info
 	return exitOK

@@ -12,8 +12,9 @@ import (
 // minServer is the oldest MLflow release modelgate runs against; webhooksSince the
 // first with registry webhooks (README: Supported MLflow servers).
 var (
-	minServer     = mlflow.ServerRelease{Major: 2, Minor: 22}
-	webhooksSince = mlflow.ServerRelease{Major: 3, Minor: 3}
+	minServer         = mlflow.ServerRelease{Major: 2, Minor: 22}
+	webhooksSince     = mlflow.ServerRelease{Major: 3, Minor: 3}
+	loggedModelsSince = mlflow.ServerRelease{Major: 3, Minor: 0}
 )
 
 // errServerTooOld refuses an MLflow older than minServer.
@@ -21,8 +22,9 @@ var errServerTooOld = errors.New("MLflow server too old")
 
 // serverInfo is what modelgate learnt of its MLflow server at start-up.
 type serverInfo struct {
-	version  string // "" when the server could not be asked
-	webhooks bool   // registry webhooks (3.3+); true when unknown: registering says more
+	version      string // "" when the server could not be asked
+	webhooks     bool   // registry webhooks (3.3+); true when unknown: registering says more
+	loggedModels bool   // logged models (3.0+): versions registered from models:/m-…
 }
 
 // detectServer asks the server its release, once at start-up: a release older than
@@ -33,7 +35,7 @@ func detectServer(ctx context.Context, c *mlflow.Client, observe func(version st
 	defer cancel()
 	v, err := c.ServerVersion(ctx)
 	if err != nil {
-		return serverInfo{webhooks: true}, err
+		return serverInfo{webhooks: true, loggedModels: true}, err
 	}
 	observe(v)
 	r, _ := mlflow.ParseServerVersion(v)
@@ -41,5 +43,6 @@ func detectServer(ctx context.Context, c *mlflow.Client, observe func(version st
 		return serverInfo{version: v}, fmt.Errorf("%w: %s is MLflow %s; modelgate needs MLflow %d.%d or newer (aliases, search and paging as the compatibility tests prove them): upgrade the server",
 			errServerTooOld, mlflow.WithoutCredentials(c.BaseURL()), v, minServer.Major, minServer.Minor)
 	}
-	return serverInfo{version: v, webhooks: r.AtLeast(webhooksSince.Major, webhooksSince.Minor)}, nil
+	return serverInfo{version: v, webhooks: r.AtLeast(webhooksSince.Major, webhooksSince.Minor),
+		loggedModels: r.AtLeast(loggedModelsSince.Major, loggedModelsSince.Minor)}, nil
 }

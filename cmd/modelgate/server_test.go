@@ -12,21 +12,22 @@ import (
 )
 
 // TestDetectServer: the release a server answers on /version decides what modelgate
-// does with it. Older releases cannot be started here (the package index serves them,
-// but the compatibility suite is issue 20's); their /version answer is imitated.
+// does with it. The releases make test-compat runs (2.22.5, 3.0.1, 3.3.2, 3.18.0) are
+// also seen for real there (TestLostWebhookCaughtByPolling); the others are imitated.
 func TestDetectServer(t *testing.T) {
 	for _, tc := range []struct {
-		version  string
-		tooOld   bool
-		webhooks bool
+		version      string
+		tooOld       bool
+		webhooks     bool
+		loggedModels bool
 	}{
-		{"2.15.1", true, false},
-		{"2.21.3", true, false},
-		{"2.22.5", false, false},
-		{"3.0.1", false, false},
-		{"3.3.2", false, true},
-		{"3.18.0", false, true},
-		{"3.19.0.dev0", false, true},
+		{"2.15.1", true, false, false},
+		{"2.21.3", true, false, false},
+		{"2.22.5", false, false, false},
+		{"3.0.1", false, false, true},
+		{"3.3.2", false, true, true},
+		{"3.18.0", false, true, true},
+		{"3.19.0.dev0", false, true, true},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +50,7 @@ func TestDetectServer(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || info.version != tc.version || info.webhooks != tc.webhooks || observed != tc.version {
+			if err != nil || info.version != tc.version || info.webhooks != tc.webhooks || info.loggedModels != tc.loggedModels || observed != tc.version {
 				t.Fatalf("info %+v, observed %q, err %v", info, observed, err)
 			}
 		})

@@ -59,6 +59,9 @@ func decidedWithin(t *testing.T, c *mlflow.Client, mv mlflow.ModelVersion, want 
 // decided, and a reviewer's vote acted on, because MLflow calls modelgate's webhook.
 func TestWebhooksDecideInAboutASecond(t *testing.T) {
 	srv := webhookServer.Get(t)
+	if !serverAtLeast(t, srv, webhooksSince) {
+		t.Skipf("MLflow %s has no registry webhooks (3.3+): TestLostWebhookCaughtByPolling checks that modelgate polls instead", srv.Version)
+	}
 	env := daemonEnv(srv, "MODELGATE_POLL_INTERVAL=1h", "MODELGATE_WEBHOOK_SECRET="+webhookSecret)
 	listen, logs := startDaemonWithWebhook(t, env)
 	c := srv.Client(t, mlflow.Options{})
@@ -95,13 +98,26 @@ func TestWebhooksDecideInAboutASecond(t *testing.T) {
 }
 
 // TestLostWebhookCaughtByPolling: MLflow calls a webhook URL where nothing listens (the
-// endpoint is down during the event); the next poll decides the version anyway.
+// endpoint is down during the event); the next poll decides the version anyway. On a
+// server without webhooks (before 3.3), modelgate says so once, registers nothing, and
+// decides by polling. Either way /readyz and modelgate_mlflow_server_info name the
+// server's release.
 func TestLostWebhookCaughtByPolling(t *testing.T) {
 	srv := webhookServer.Get(t)
 	down := "http://" + freeAddr(t) + "/webhooks/mlflow" // nothing listens there
 	env := daemonEnv(srv, "MODELGATE_POLL_INTERVAL=2s", "MODELGATE_WEBHOOK_SECRET="+webhookSecret, "MODELGATE_WEBHOOK_URL="+down)
 	listen, logs := startDaemon(t, env)
-	waitFor(t, 30*time.Second, "the webhook to be registered", func() bool { return strings.Contains(logs.String(), "webhook registered in MLflow") })
+	webhooks := serverAtLeast(t, srv, webhooksSince)
+	if webhooks {
+		waitFor(t, 30*time.Second, "the webhook to be registered", func() bool { return strings.Contains(logs.String(), "webhook registered in MLflow") })
+	} else {
+		waitFor(t, 30*time.Second, "the warning that webhooks are off", func() bool {
+			return strings.Contains(logs.String(), "this MLflow has no registry webhooks (they came in 3.3)")
+		})
+	}
+	if code, body := get("http://" + listen + "/readyz"); code != 200 || !strings.Contains(body, "MLflow "+srv.Version) {
+		t.Errorf("/readyz = %d %q, want it to name MLflow %s", code, body, srv.Version)
+	}
 	c := srv.Client(t, mlflow.Options{})
 	mv, err := mlflowtest.CreateVersion(context.Background(), c, goodCredit("credit-lost-webhook"))
 	if err != nil {
@@ -113,6 +129,23 @@ func TestLostWebhookCaughtByPolling(t *testing.T) {
 	if !strings.Contains(metrics, `modelgate_webhook_deliveries_total{result="accepted"} 0`) {
 		t.Fatalf("a delivery reached modelgate, so this did not test a lost webhook:\n%s", grep(metrics, "webhook_deliveries"))
 	}
+	if !strings.Contains(metrics, `modelgate_mlflow_server_info{version="`+srv.Version+`"} 1`) {
+		t.Errorf("modelgate_mlflow_server_info does not name %s:\n%s", srv.Version, grep(metrics, "server_info"))
+	}
+	if !webhooks && strings.Contains(logs.String(), "webhook registered in MLflow") {
+		t.Errorf("a webhook was registered on MLflow %s, which has none:\n%s", srv.Version, logs)
+	}
+}
+
+// serverAtLeast reports whether the test server (the pinned release, or an older one
+// under make test-compat) is release since or later.
+func serverAtLeast(t *testing.T, srv *mlflowtest.Server, since mlflow.ServerRelease) bool {
+	t.Helper()
+	r, ok := mlflow.ParseServerVersion(srv.Version)
+	if !ok {
+		t.Fatalf("the test server's /version answered %q", srv.Version)
+	}
+	return r.AtLeast(since.Major, since.Minor)
 }
 
 // startDaemonWithWebhook starts the daemon, registers its webhook with its own address

@@ -48,6 +48,9 @@ type Options struct {
 	AppName string
 	// Dir holds the store; a new temporary directory when empty.
 	Dir string
+	// BackendStoreURI replaces the SQLite file in Dir as the tracking and registry
+	// store, e.g. postgresql://user@127.0.0.1:5432/mlflow (the benchmarks' PostgreSQL).
+	BackendStoreURI string
 	// Workers is the number of uvicorn workers (default 1, which keeps tests light;
 	// `mlflow server` itself defaults to 4).
 	Workers int
@@ -91,6 +94,20 @@ func Binary() (string, error) {
 		}
 	}
 	return "", ErrNotInstalled
+}
+
+// Release is the MLflow release of the executable Binary returns, read from its
+// installation's metadata (no Python started): "3.18.0", say.
+func Release() (string, error) {
+	bin, err := Binary()
+	if err != nil {
+		return "", err
+	}
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(bin), "..", "lib", "python*", "site-packages", "mlflow-[0-9]*.dist-info"))
+	if len(dirs) != 1 {
+		return "", fmt.Errorf("the MLflow release of %s: %d mlflow-*.dist-info beside it, want one", bin, len(dirs))
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(filepath.Base(dirs[0]), "mlflow-"), ".dist-info"), nil
 }
 
 func repoRoot() (string, error) {
@@ -160,7 +177,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.URL = "http://127.0.0.1:" + strconv.Itoa(s.Port)
 	args := []string{"server",
-		"--backend-store-uri", "sqlite:///" + filepath.Join(s.Dir, "mlflow.db"),
+		"--backend-store-uri", cmp.Or(s.opts.BackendStoreURI, "sqlite:///"+filepath.Join(s.Dir, "mlflow.db")),
 		"--default-artifact-root", filepath.Join(s.Dir, "artifacts"),
 		"--host", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--workers", strconv.Itoa(max(s.opts.Workers, 1)),
@@ -172,6 +189,13 @@ func (s *Server) start(ctx context.Context) error {
 			return err
 		}
 		args = append(args, "--app-name", cmp.Or(s.opts.AppName, "basic-auth"))
+		// Releases before the pinned one serve the basic-auth app (a Flask app) with
+		// gunicorn: from 3.x's switch to uvicorn until the app was wrapped for it, their
+		// default uvicorn answers every request 500 (3.3.2: "Flask.__call__() missing 1
+		// required positional argument").
+		if release, err := Release(); err != nil || release != MLflowVersion {
+			args = append(args, "--gunicorn-opts", "")
+		}
 		env = append(env, "MLFLOW_AUTH_CONFIG_PATH="+ini, "MLFLOW_FLASK_SERVER_SECRET_KEY=modelgate-tests")
 	}
 	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -403,27 +427,52 @@ func (s *Server) RunPython(ctx context.Context, script string, env ...string) (s
 	return string(out), nil
 }
 
+// RegisterPrompt registers a prompt with MLflow's Python client, as a user would, and
+// returns what the client printed last (the prompt's version). The call is
+// mlflow.genai.register_prompt from 3.1; 2.22 and 3.0 have mlflow.register_prompt.
+func (s *Server) RegisterPrompt(ctx context.Context, name, template string) (string, error) {
+	out, err := s.RunPython(ctx, `
+import os, mlflow
+register = getattr(getattr(mlflow, "genai", None), "register_prompt", None) or mlflow.register_prompt
+print(register(name=os.environ["PROMPT_NAME"], template=os.environ["PROMPT_TEMPLATE"]).version)
+`, "PROMPT_NAME="+name, "PROMPT_TEMPLATE="+template)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1]), err
+}
+
 // CreateUser adds a user to a BasicAuth server.
 func (s *Server) CreateUser(ctx context.Context, username, password string) error {
 	return s.adminPost(ctx, "/api/2.0/mlflow/users/create", map[string]string{"username": username, "password": password})
 }
 
 // GrantModelPermission gives a user READ, USE, EDIT, MANAGE or DENY on a registered
-// model. MLflow 3.18 replaced the 2.x per-model permission endpoints
-// (registered-models/permissions/create) with role-based grants under /api/3.0.
+// model. MLflow 3.18 replaced the per-model permission endpoints of earlier releases
+// (registered-models/permissions/create) with role-based grants under /api/3.0; a server
+// without those gets the older call.
 func (s *Server) GrantModelPermission(ctx context.Context, model, username, permission string) error {
-	return s.adminPost(ctx, "/api/3.0/mlflow/users/permissions/grant", map[string]string{
-		"username": username, "resource_type": "registered_model", "resource_id": model, "permission": permission,
-	})
+	return s.grant(ctx, map[string]string{"username": username, "resource_type": "registered_model", "resource_id": model, "permission": permission},
+		"/api/2.0/mlflow/registered-models/permissions/create", map[string]string{"name": model, "username": username, "permission": permission})
 }
 
 // GrantExperimentPermission gives a user READ, USE, EDIT, MANAGE or DENY on an
 // experiment (by id): modelgate's user writes the audit trail's experiment.
 func (s *Server) GrantExperimentPermission(ctx context.Context, experimentID, username, permission string) error {
-	return s.adminPost(ctx, "/api/3.0/mlflow/users/permissions/grant", map[string]string{
-		"username": username, "resource_type": "experiment", "resource_id": experimentID, "permission": permission,
-	})
+	return s.grant(ctx, map[string]string{"username": username, "resource_type": "experiment", "resource_id": experimentID, "permission": permission},
+		"/api/2.0/mlflow/experiments/permissions/create", map[string]string{"experiment_id": experimentID, "username": username, "permission": permission})
 }
+
+// grant posts a role-based grant, or the older per-resource call where the server does
+// not have /api/3.0/mlflow/users/permissions/grant (it answers 404).
+func (s *Server) grant(ctx context.Context, body map[string]string, olderPath string, olderBody map[string]string) error {
+	err := s.adminPost(ctx, "/api/3.0/mlflow/users/permissions/grant", body)
+	if errors.Is(err, errNoEndpoint) {
+		return s.adminPost(ctx, olderPath, olderBody)
+	}
+	return err
+}
+
+// errNoEndpoint is adminPost's error for a 404 answer.
+var errNoEndpoint = errors.New("no such endpoint")
 
 func (s *Server) adminPost(ctx context.Context, path string, body map[string]string) error {
 	b, err := json.Marshal(body)
@@ -443,6 +492,9 @@ func (s *Server) adminPost(ctx context.Context, path string, body map[string]str
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		if resp.StatusCode == http.StatusNotFound && !bytes.Contains(msg, []byte("RESOURCE_DOES_NOT_EXIST")) {
+			return fmt.Errorf("POST %s: %w", path, errNoEndpoint)
+		}
 		return fmt.Errorf("POST %s: HTTP %d: %s", path, resp.StatusCode, msg)
 	}
 	return nil
