@@ -20,6 +20,7 @@ func idle(ctx context.Context, args []string) error {
 	fs := newFlags("idle")
 	sizesFlag := fs.String("sizes", "100,1000,10000", "registry sizes")
 	passes := fs.Int("passes", 5, "idle passes measured per size")
+	audit := fs.Bool("audit", false, "audit trail on: modelgate first writes the seeded versions' events (as after an upgrade from v1), then the idle passes are measured; peak RSS covers both")
 	_ = fs.Parse(args)
 	var sizes []int
 	for _, s := range strings.Split(*sizesFlag, ",") {
@@ -30,7 +31,7 @@ func idle(ctx context.Context, args []string) error {
 		sizes = append(sizes, n)
 	}
 
-	fmt.Println("== requests per idle pass, by registry size (versions already decided)")
+	fmt.Printf("== requests per idle pass, by registry size (versions already decided; audit trail %s)\n", map[bool]string{false: "off", true: "on"}[*audit])
 	fmt.Printf("%8s %12s %14s %16s %14s %12s\n", "versions", "seed time", "full scan req", "idle pass req", "idle pass ms", "peak RSS MB")
 	for _, size := range sizes {
 		e, err := newEnv(ctx, false)
@@ -45,12 +46,26 @@ func idle(ctx context.Context, args []string) error {
 		seeded := time.Since(seedStart)
 		// Idle means nothing registered within the incremental pass' 30s lookback.
 		time.Sleep(31 * time.Second)
-		// The audit trail is off: these records have no events in it, which modelgate
-		// would write on its first pass (as after an upgrade from v1).
-		d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1s", "MODELGATE_AUDIT_EXPERIMENT=off")
+		// These records have no events in the audit trail: with it on, modelgate writes
+		// them first (as after an upgrade from v1), and the idle passes come after.
+		auditEnv := "MODELGATE_AUDIT_EXPERIMENT=off"
+		if *audit {
+			auditEnv = "MODELGATE_AUDIT_EXPERIMENT=bench-idle-audit"
+		}
+		d, err := e.startDaemon(ctx, "MODELGATE_POLL_INTERVAL=1s", auditEnv)
 		if err != nil {
 			e.Close()
 			return err
+		}
+		if *audit {
+			if err := waitUntil(ctx, time.Hour, func() bool {
+				n, _ := d.metric("modelgate_audit_events_total", "")
+				return n >= float64(size)
+			}); err != nil {
+				d.stop()
+				e.Close()
+				return fmt.Errorf("the audit trail's catch-up: %w", err)
+			}
 		}
 		// readyz answers once the first pass (a full scan) is done.
 		full, _ := d.metric("modelgate_mlflow_requests_total", "")

@@ -10,6 +10,9 @@
 //	go run ./scripts/bench burst    [-n 1000] [-over 1m]
 //	go run ./scripts/bench all
 //
+// BENCH_MLFLOW_WORKERS=1 runs MLflow with one worker, BENCH_MLFLOW_AUTH=1 with basic-auth,
+// BENCH_MLFLOW_STORE=postgres on a PostgreSQL cluster of its own instead of SQLite.
+//
 // It is not part of CI's pass/fail: scripts/bench.sh runs it.
 package main
 
@@ -58,7 +61,12 @@ func run(ctx context.Context, args []string) error {
 	if benchAuth() {
 		auth = ", basic-auth"
 	}
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (SQLite, %d uvicorn workers%s)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion, workers, auth)
+	store, err := benchStore()
+	if err != nil {
+		return err
+	}
+	storeName := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[store]
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; MLflow %s (%s, %d uvicorn workers%s)\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mlflowtest.MLflowVersion, storeName, workers, auth)
 	switch args[0] {
 	case "latency":
 		return latency(ctx, args[1:])
@@ -86,6 +94,7 @@ type env struct {
 	bin     string // modelgate
 	dir     string
 	webhook bool
+	pg      *postgres // the store under BENCH_MLFLOW_STORE=postgres
 }
 
 const webhookSecret = "bench-webhook-secret"
@@ -105,6 +114,17 @@ func newEnv(ctx context.Context, webhook bool) (*env, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	store, err := benchStore()
+	if err != nil {
+		return nil, err
+	}
+	var pg *postgres
+	if store == "postgres" {
+		if pg, err = startPostgres(ctx, dir); err != nil {
+			return nil, err
+		}
+		opts.BackendStoreURI = pg.URI()
+	}
 	if webhook {
 		opts.Env = []string{
 			"MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true",
@@ -113,6 +133,9 @@ func newEnv(ctx context.Context, webhook bool) (*env, error) {
 	}
 	srv, err := mlflowtest.Start(ctx, opts)
 	if err != nil {
+		if pg != nil {
+			pg.stop()
+		}
 		return nil, err
 	}
 	c, err := mlflow.New(authed(mlflow.Options{TrackingURI: srv.URL, MaxRetries: 5, BackoffFactor: 50 * time.Millisecond}))
@@ -124,13 +147,19 @@ func newEnv(ctx context.Context, webhook bool) (*env, error) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		srv.Close()
+		if pg != nil {
+			pg.stop()
+		}
 		return nil, fmt.Errorf("build modelgate: %w", err)
 	}
-	return &env{srv: srv, client: c, bin: bin, dir: dir, webhook: webhook}, nil
+	return &env{srv: srv, client: c, bin: bin, dir: dir, webhook: webhook, pg: pg}, nil
 }
 
 func (e *env) Close() {
 	e.srv.Close()
+	if e.pg != nil {
+		e.pg.stop()
+	}
 	_ = os.RemoveAll(e.dir)
 }
 
