@@ -53,7 +53,7 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Observer Observer
-	Now      func() time.Time
+	Now      func() time.Time // the real clock (time.Now by default): timers run beside it
 }
 
 // Elector campaigns for the lease and fences writes.
@@ -72,6 +72,7 @@ type Elector struct {
 	holder      string    // the holder identity last observed
 	holderAddr  string    // its address, from the Lease's annotation
 	leadingFrom time.Time
+	open        int // fences handed out and not yet cancelled
 }
 
 // Leases reads and writes Lease objects; *LeaseClient does it on the Kubernetes API.
@@ -98,8 +99,15 @@ func New(cfg Config) (*Elector, error) {
 	if cfg.RetryPeriod == 0 {
 		cfg.RetryPeriod = cfg.LeaseDuration * 2 / 15
 	}
-	if cfg.RenewDeadline >= cfg.LeaseDuration {
-		return nil, fmt.Errorf("leader election: the renew deadline (%s) must be shorter than the lease (%s)", cfg.RenewDeadline, cfg.LeaseDuration)
+	// The Lease holds whole seconds: the fence must end before what is written does.
+	written := cfg.LeaseDuration.Truncate(time.Second)
+	switch {
+	case written < time.Second:
+		return nil, fmt.Errorf("leader election: the lease (%s) must be at least one second (a Lease counts whole seconds)", cfg.LeaseDuration)
+	case cfg.RenewDeadline >= written:
+		return nil, fmt.Errorf("leader election: the renew deadline (%s) must be shorter than the lease (%s, as the Lease holds it)", cfg.RenewDeadline, written)
+	case float64(cfg.RenewDeadline) <= 1.2*float64(cfg.RetryPeriod):
+		return nil, fmt.Errorf("leader election: the renew deadline (%s) must be longer than 1.2 retry periods (%s), as client-go requires", cfg.RenewDeadline, cfg.RetryPeriod)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -135,6 +143,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) error
 		<-done
 		e.stopLeading()
 		if ctx.Err() != nil {
+			e.awaitFences()
 			e.release()
 		}
 	}
@@ -146,7 +155,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) error
 func (e *Elector) acquire(ctx context.Context) bool {
 	e.cfg.Logger.Info("campaigning for the lease", "lease", e.describe(), "identity", e.cfg.Identity)
 	for {
-		if e.tryAcquireOrRenew(ctx) {
+		if ok, _ := e.tryAcquireOrRenew(ctx); ok {
 			return true
 		}
 		select {
@@ -175,13 +184,19 @@ func (e *Elector) renew(ctx context.Context) {
 	}
 }
 
-// renewOnce tries to renew, again every retry period, for at most the renew deadline.
+// renewOnce tries to renew, again every retry period, for at most the renew deadline;
+// it gives up at once when the Lease names another holder.
 func (e *Elector) renewOnce(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
 	defer cancel()
 	for {
-		if e.tryAcquireOrRenew(rctx) {
+		ok, lost := e.tryAcquireOrRenew(rctx)
+		if ok {
 			return true
+		}
+		if lost {
+			e.cfg.Logger.Warn("the lease names another holder", "lease", e.describe())
+			return false
 		}
 		select {
 		case <-rctx.Done():
@@ -196,9 +211,17 @@ func (e *Elector) renewOnce(ctx context.Context) bool {
 // expired once it has not changed for its duration on this replica's clock (clocks of
 // different machines are never compared). A concurrent write by another replica fails
 // on the resourceVersion, and this one tries again later.
-func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
+//
+// It also reports whether the Lease names another replica that still holds it: a leader
+// that sees that has lost the lease, and stops at once.
+func (e *Elector) tryAcquireOrRenew(ctx context.Context) (acquired, heldByOther bool) {
+	// now is taken before the request: a renewal counts from when it was sent, so that
+	// the fence never outlasts what other replicas see.
 	now := e.cfg.Now()
 	lease, err := e.cfg.Leases.Get(ctx, e.cfg.Namespace, e.cfg.Name)
+	// answered is taken after: a Lease that changed is seen as changed no earlier than
+	// its answer arrived (a slow answer must not make another's lease look older).
+	answered := e.cfg.Now()
 	switch {
 	case apierrors.IsNotFound(err):
 		e.sawAPI()
@@ -206,44 +229,48 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		fresh.Spec = e.spec(now, now, 0)
 		fresh.Annotations = e.annotations(nil, true)
 		created, err := e.cfg.Leases.Create(ctx, fresh)
+		if apierrors.IsAlreadyExists(err) {
+			e.cfg.Logger.Debug("another replica created the lease first", "lease", e.describe())
+			return false, false
+		}
 		if err != nil {
 			e.apiError("could not create the lease", err)
-			return false
+			return false, false
 		}
 		e.wrote(created, now)
-		return true
+		return true, false
 	case err != nil:
 		e.apiError("could not read the lease", err)
-		return false
+		return false, false
 	}
 	e.lastErr = ""
-	e.observed(lease, now)
+	e.observed(lease, answered)
 
 	holder := deref(lease.Spec.HolderIdentity)
 	duration := time.Duration(deref(lease.Spec.LeaseDurationSeconds)) * time.Second
-	if holder != "" && holder != e.cfg.Identity && now.Before(e.observedTime.Add(duration)) {
-		return false // another replica's, and not expired
+	if holder != "" && holder != e.cfg.Identity && answered.Before(e.observedTime.Add(duration)) {
+		return false, true // another replica's, and not expired
 	}
-	acquired, transitions := now, deref(lease.Spec.LeaseTransitions)
+	acquiredAt, transitions := now, deref(lease.Spec.LeaseTransitions)
 	if holder == e.cfg.Identity && lease.Spec.AcquireTime != nil {
-		acquired = lease.Spec.AcquireTime.Time
+		acquiredAt = lease.Spec.AcquireTime.Time
 	} else {
 		transitions++
 	}
 	next := lease.DeepCopy()
-	next.Spec = e.spec(acquired, now, transitions)
+	next.Spec = e.spec(acquiredAt, now, transitions)
 	next.Annotations = e.annotations(next.Annotations, true)
 	updated, err := e.cfg.Leases.Update(ctx, next)
 	if err != nil {
 		if apierrors.IsConflict(err) {
 			e.cfg.Logger.Debug("another replica wrote the lease first", "lease", e.describe())
-			return false
+			return false, false
 		}
 		e.apiError("could not write the lease", err)
-		return false
+		return false, false
 	}
 	e.wrote(updated, now)
-	return true
+	return true, false
 }
 
 // spec is the Lease's spec with this replica as the holder.
@@ -324,7 +351,37 @@ func (e *Elector) Fence(ctx context.Context) (context.Context, context.CancelFun
 		return ctx, func() {}, ErrNotLeader
 	}
 	fenced, cancel := context.WithDeadline(ctx, deadline)
-	return fenced, cancel, nil
+	e.mu.Lock()
+	e.open++
+	e.mu.Unlock()
+	var once sync.Once
+	return fenced, func() {
+		cancel()
+		once.Do(func() {
+			e.mu.Lock()
+			e.open--
+			e.mu.Unlock()
+		})
+	}, nil
+}
+
+// awaitFences waits, before the lease is released, for the writes fenced outside lead
+// (the notifier's) to end: at the latest when their fence does, the last renewal plus
+// the renew deadline. Released earlier, another replica could begin while one is on
+// the wire.
+func (e *Elector) awaitFences() {
+	e.mu.Lock()
+	deadline := e.renewed.Add(e.cfg.RenewDeadline)
+	e.mu.Unlock()
+	for {
+		e.mu.Lock()
+		open := e.open
+		e.mu.Unlock()
+		if open == 0 || !e.cfg.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Leading reports whether this replica leads now.
