@@ -306,15 +306,8 @@ func (r *replica) leading() bool {
 // version is left unpromoted, a new leader takes over each time, and a partitioned
 // leader writes nothing once another has begun.
 func TestHighAvailability(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: skipped with -short")
-	}
 	ctx := context.Background()
-	cluster, err := kubetest.Start(ctx)
-	if err != nil {
-		kubetest.Unavailable(t, err)
-	}
-	defer cluster.Close()
+	cluster := kubetest.ForTest(t)
 	srv := mlflowServer.Get(t)
 	c := srv.Client(t, mlflow.Options{})
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e6, 10)

@@ -92,9 +92,9 @@ func (s *leaseStore) put(l *coordinationv1.Lease) *coordinationv1.Lease {
 	return s.lease.DeepCopy()
 }
 
-func electorOn(t *testing.T, v leader.Leases, identity string) *leader.Elector {
+func electorOn(t *testing.T, v leader.Leases, identity string, lease time.Duration) *leader.Elector {
 	t.Helper()
-	e, err := leader.New(leader.Config{Leases: v, Namespace: "default", Name: "modelgate", Identity: identity, LeaseDuration: 3 * time.Second})
+	e, err := leader.New(leader.Config{Leases: v, Namespace: "default", Name: "modelgate", Identity: identity, LeaseDuration: lease})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +125,16 @@ func run(t *testing.T, e *leader.Elector) (leading, ended chan struct{}, stop fu
 	return leading, ended, stop
 }
 
+// waitLeading polls until e leads (or not), for a minute at most.
+func waitLeading(t *testing.T, e *leader.Elector, want bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); e.Leading() != want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 func within(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -142,7 +152,7 @@ func within(t *testing.T, ch <-chan struct{}, what string) {
 func TestSlowAnswerDoesNotAgeTheLease(t *testing.T) {
 	s := &leaseStore{}
 	lv, fv := &replicaView{s: s}, &replicaView{s: s}
-	l, f := electorOn(t, lv, "leader"), electorOn(t, fv, "follower")
+	l, f := electorOn(t, lv, "leader", 3*time.Second), electorOn(t, fv, "follower", 3*time.Second)
 	leading, _, _ := run(t, l)
 	within(t, leading, "the first replica to lead")
 	fv.slowOnce.Store(int64(2500 * time.Millisecond))
@@ -158,16 +168,14 @@ func TestSlowAnswerDoesNotAgeTheLease(t *testing.T) {
 			t.Fatalf("both replicas may write, %s after the slow read began", time.Since(start).Round(time.Millisecond))
 		}
 	}
-	if !f.Leading() {
-		t.Error("the follower did not take over the lease its leader stopped renewing")
-	}
+	waitLeading(t, f, true, "the follower to take over the lease its leader stopped renewing")
 }
 
 // TestLostRenewalEndsLeadership: a leader that cannot renew ends lead's context, and its
 // fence closes, within the renew deadline.
 func TestLostRenewalEndsLeadership(t *testing.T) {
 	v := &replicaView{s: &leaseStore{}}
-	e := electorOn(t, v, "leader")
+	e := electorOn(t, v, "leader", 3*time.Second)
 	leading, ended, _ := run(t, e)
 	within(t, leading, "leadership")
 	v.cut.Store(true)
@@ -175,11 +183,7 @@ func TestLostRenewalEndsLeadership(t *testing.T) {
 	if _, _, err := e.Fence(context.Background()); !errors.Is(err, leader.ErrNotLeader) {
 		t.Errorf("fence after the lost renewal = %v, want ErrNotLeader", err)
 	}
-	for deadline := time.Now().Add(time.Minute); e.Leading(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("still leading a minute after lead's context ended")
-		}
-	}
+	waitLeading(t, e, false, "leadership to end")
 }
 
 // TestReleaseWaitsForOpenFences: a write fenced outside lead (the notifier's) is still
@@ -188,7 +192,9 @@ func TestLostRenewalEndsLeadership(t *testing.T) {
 func TestReleaseWaitsForOpenFences(t *testing.T) {
 	s := &leaseStore{}
 	v := &replicaView{s: s}
-	e := electorOn(t, v, "leader")
+	// A 15 s lease: the fence stays open 10 s past the last renewal, however slowly a
+	// busy machine runs this test.
+	e := electorOn(t, v, "leader", 15*time.Second)
 	leading, _, stop := run(t, e)
 	within(t, leading, "leadership")
 	_, done, err := e.Fence(context.Background())
@@ -197,7 +203,9 @@ func TestReleaseWaitsForOpenFences(t *testing.T) {
 	}
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
-	time.Sleep(300 * time.Millisecond) // the write goes on; Run must be waiting
+	waitLeading(t, e, false, "leadership to end")
+	// Run has stopped leading; a release not waiting for the write would come now.
+	time.Sleep(300 * time.Millisecond)
 	s.mu.Lock()
 	holder := *s.lease.Spec.HolderIdentity
 	s.mu.Unlock()

@@ -70,15 +70,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // the lease to expire; and a Lease held by a replica that no longer renews it is taken
 // over once it has not changed for its duration.
 func TestElection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: skipped with -short")
-	}
 	ctx := context.Background()
-	cluster, err := kubetest.Start(ctx)
-	if err != nil {
-		kubetest.Unavailable(t, err)
-	}
-	defer cluster.Close()
+	cluster := kubetest.ForTest(t)
 	leases, err := leader.NewLeaseClient(cluster.Config())
 	if err != nil {
 		t.Fatal(err)

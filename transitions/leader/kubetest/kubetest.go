@@ -74,6 +74,21 @@ func Unavailable(tb testing.TB, err error) {
 	tb.Fatalf("Kubernetes API server unavailable: %v", err)
 }
 
+// ForTest starts a Cluster for an integration test and stops it when the test ends:
+// skipped under -short, and where the binaries are not built (unless CI is set).
+func ForTest(t testing.TB) *Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	c, err := Start(context.Background())
+	if err != nil {
+		Unavailable(t, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // Start runs etcd and the API server in a new temporary directory and waits until the
 // API server is ready.
 func Start(ctx context.Context) (*Cluster, error) {
